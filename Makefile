@@ -1,0 +1,31 @@
+# Two commands are the whole set-up: `make demo` and `make test`. Both build .venv from the pinned
+# requirements when it is missing or older than requirements.txt / pyproject.toml.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench venv clean-venv
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 (or run make PYTHON=/path/to/python3.11)"; exit 2; }
+	@echo ">> creating $(VENV) with the pinned requirements (first time: a few minutes, ~6 GB)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m perceptions demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests/ -q
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run_all
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,3 @@
+from perceptions.cli import main
+
+raise SystemExit(main())
