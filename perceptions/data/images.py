@@ -1,0 +1,240 @@
+"""Robust image reading and the train/eval transform presets (side by side, as in torchvision's references).
+
+`open_rgb` turns whatever a user's folder holds (EXIF-rotated phone photos, PNGs with alpha, 16-bit or CMYK
+files, 100-megapixel panoramas) into a plain 8-bit RGB PIL image, or raises `ImageError` naming the file.
+`Preprocess` is the preprocessing that belongs to a backbone's weights; it travels inside the model package.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from perceptions.errors import DataError, PerceptionsError
+
+# Above this many pixels an image is refused as a likely decompression bomb (PIL's own hard limit is ~179 MP).
+MAX_PIXELS = 180_000_000
+# Without a target size, big JPEGs are decoded at a reduced scale (down to 1/8) so that no side exceeds this:
+# still far more pixels than any backbone looks at, and a 12,000 x 9,000 photo decodes in a fraction of the time.
+MAX_DECODE_SIDE = 4096
+# Transparent pixels become white: what a viewer shows, so what a person rating the image would have seen.
+BACKGROUND = (255, 255, 255)
+
+_INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "box", "hamming", "lanczos")
+
+
+class ImageError(DataError):
+    """An image that cannot be read: the message names the file (and `.path` holds it)."""
+
+
+def open_rgb(path, max_pixels: int = MAX_PIXELS, min_side: int | None = None) -> Image.Image:
+    """Read `path` as an upright 8-bit RGB image.
+
+    min_side: the shortest side the caller needs; a JPEG much larger than that is decoded at a reduced scale
+    (JPEG DCT scaling, `Image.draft`), which keeps both sides >= min_side. None: only reduce very large JPEGs.
+    """
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise ImageError(path, "empty file (0 bytes)")
+    except FileNotFoundError:
+        raise ImageError(path, "no such file") from None
+    except OSError as e:  # permission denied, symlink loop, name too long...
+        raise ImageError(path, f"cannot read ({e.strerror or e})") from None
+    if path.is_dir():
+        raise ImageError(path, "is a folder, not an image")
+    try:
+        with warnings.catch_warnings():
+            # Our own max_pixels check below replaces PIL's warning for 89..179 MP images.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                width, height = img.size
+                if width * height > max_pixels:
+                    raise ImageError(path, f"{width}x{height} pixels is more than the limit of {max_pixels:,} "
+                                           "(refused as a possible decompression bomb)")
+                _draft(img, min_side)
+                img.load()
+                return _to_rgb(_upright(img))
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise ImageError(path, f"refused as a possible decompression bomb ({e})") from None
+    except UnidentifiedImageError:
+        raise ImageError(path, "not an image (or a format PIL cannot read)") from None
+    except PermissionError:
+        raise ImageError(path, "permission denied") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        # PIL reports a cut-off file as OSError("image file is truncated ...") and broken headers variously.
+        raise ImageError(path, f"truncated or corrupt image ({e})") from None
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation; a damaged EXIF block (common in the wild) leaves the pixels as stored."""
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception:  # noqa: BLE001 - the pixels are fine even when the metadata is not
+        return img
+
+
+def _draft(img: Image.Image, min_side: int | None) -> None:
+    if img.format != "JPEG":
+        return
+    width, height = img.size
+    if min_side is None:
+        # The smallest JPEG reduction (1/2, 1/4, 1/8) that brings the longer side within MAX_DECODE_SIDE;
+        # draft picks the strongest reduction that still covers the requested size, so ask for exactly that.
+        factor = 1
+        while max(width, height) > MAX_DECODE_SIDE * factor and factor < 8:
+            factor *= 2
+        if factor == 1:
+            return
+        target = (-(-width // factor), -(-height // factor))
+    else:
+        if min(width, height) < 2 * min_side:
+            return  # no power-of-two reduction is possible
+        # Both sides at least min_side, whatever the EXIF rotation does afterwards.
+        target = (min_side, min_side)
+    # CMYK and grayscale JPEGs keep their own mode; only the scale is requested.
+    img.draft(img.mode if img.mode in ("L", "CMYK") else "RGB", target)
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        return Image.fromarray(_to_uint8(np.asarray(img)), mode="L").convert("RGB")
+    if mode == "P" and "transparency" in img.info:
+        img, mode = img.convert("RGBA"), "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, BACKGROUND)
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        return flat
+    return img.convert("RGB")  # L, 1, P, CMYK, YCbCr, LAB, HSV
+
+
+def _to_uint8(values: np.ndarray) -> np.ndarray:
+    """16-bit (or int/float) gray levels -> 0..255, keeping the file's own scale where it is evident."""
+    if values.dtype == np.uint16 or (values.dtype.kind in "iu" and values.max(initial=0) > 255):
+        top = 65535.0 if values.max(initial=0) <= 65535 else float(values.max())
+        return np.clip(np.rint(values.astype(np.float64) * (255.0 / top)), 0, 255).astype(np.uint8)
+    if values.dtype.kind == "f" and values.max(initial=0) <= 1.0:
+        return np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How images must be prepared for one backbone's weights (resolved from the weights, stored with a model)."""
+
+    input_size: int = 224
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    interpolation: str = "bicubic"
+    crop_pct: float = 0.875
+
+    def __post_init__(self):
+        if not (isinstance(self.input_size, int) and self.input_size > 0):
+            raise PerceptionsError(f"preprocess: input_size must be a positive integer, got {self.input_size!r}")
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if len(value) != 3 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in value):
+                raise PerceptionsError(f"preprocess: {name} must be three finite numbers, got {value!r}")
+            object.__setattr__(self, name, tuple(float(v) for v in value))
+        if any(s <= 0 for s in self.std):
+            raise PerceptionsError(f"preprocess: std must be positive, got {self.std!r}")
+        if self.interpolation not in _INTERPOLATIONS:
+            raise PerceptionsError(f"preprocess: interpolation must be one of {', '.join(_INTERPOLATIONS)}, "
+                                   f"got {self.interpolation!r}")
+        if not (isinstance(self.crop_pct, (int, float)) and 0 < self.crop_pct <= 1):
+            raise PerceptionsError(f"preprocess: crop_pct must be in (0, 1], got {self.crop_pct!r}")
+        object.__setattr__(self, "crop_pct", float(self.crop_pct))
+
+    @property
+    def resize_size(self) -> int:
+        """Shorter side before the centre crop (timm's rule: floor(input_size / crop_pct))."""
+        return math.floor(self.input_size / self.crop_pct)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preprocess":
+        if not isinstance(d, dict):
+            raise PerceptionsError(f"preprocess: expected a dict, got {type(d).__name__}")
+        known = {"input_size", "mean", "std", "interpolation", "crop_pct"}
+        missing = known - set(d)
+        if missing:
+            raise PerceptionsError(f"preprocess: missing {', '.join(sorted(missing))}")
+        try:
+            return cls(**{k: (tuple(d[k]) if k in ("mean", "std") else d[k]) for k in known})
+        except TypeError as e:
+            raise PerceptionsError(f"preprocess: {e}") from None
+
+
+def _interpolation(pre: Preprocess):
+    from torchvision.transforms import InterpolationMode
+
+    return InterpolationMode(pre.interpolation)
+
+
+class NormalizeUint8:
+    """uint8 (C, H, W) -> float32 (x / 255 - mean) / std in place, faster than ToDtype + Normalize."""
+
+    def __init__(self, mean, std):
+        import torch
+
+        std_t = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+        self.scale = 1.0 / (255.0 * std_t)
+        self.shift = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1) / std_t
+
+    def __call__(self, image):
+        import torch
+
+        # PILToTensor yields a channels-last view; the broadcast ops run 3x faster on a contiguous copy.
+        pixels = image.as_subclass(torch.Tensor).to(torch.float32).contiguous()
+        return pixels.mul_(self.scale).sub_(self.shift)
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+def eval_transform(pre: Preprocess):
+    """PIL RGB -> normalised float tensor (3, S, S): shorter side to input_size/crop_pct, centre crop."""
+    from torchvision.transforms import v2
+
+    # Resize and crop on uint8 tensors (torch's vectorised antialiased kernels are ~5x faster than PIL's
+    # here); convert to float only at the network's input size.
+    return v2.Compose([
+        v2.PILToTensor(),
+        v2.Resize(pre.resize_size, interpolation=_interpolation(pre), antialias=True),
+        v2.CenterCrop(pre.input_size),
+        NormalizeUint8(pre.mean, pre.std),
+    ])
+
+
+def train_transform(pre: Preprocess):
+    """Mild geometric augmentation only: colour carries perception here, so no colour jitter."""
+    from torchvision.transforms import v2
+
+    return v2.Compose([
+        v2.PILToTensor(),
+        v2.RandomResizedCrop(pre.input_size, scale=(0.6, 1.0), interpolation=_interpolation(pre), antialias=True),
+        v2.RandomHorizontalFlip(),
+        NormalizeUint8(pre.mean, pre.std),
+    ])
+
+
+def load_image_tensor(path, pre: Preprocess, train: bool = False, transform=None):
+    """open_rgb + the matching transform, decoding big JPEGs at a reduced scale first. For one-off use;
+    datasets should build the transform once and pass it in."""
+    transform = transform or (train_transform(pre) if train else eval_transform(pre))
+    return transform(open_rgb(path, min_side=pre.resize_size))
+
