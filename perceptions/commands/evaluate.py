@@ -1,12 +1,54 @@
-"""`perceptions evaluate` (placeholder until its issue lands)."""
+"""`perceptions evaluate`: score a model package on a data folder's test split and print the metrics."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
 from perceptions.errors import PerceptionsError
 
-HELP = "evaluate (not built yet)"
+HELP = "measure a trained model on held-out images: decile accuracy, rank correlations, pairwise votes"
 
 
-def add_arguments(parser):
-    pass
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, metavar="PKG", help="model package folder (a run's model/)")
+    parser.add_argument("--data", required=True, metavar="DIR",
+                        help="PP2-layout folder: images/, qscores.tsv, optional votes.tsv and truth.csv")
+    parser.add_argument("--split", default="test", choices=("test", "val", "train", "all"),
+                        help="images to score: the split held out in training (rebuilt from the package), "
+                             "or all labelled images")
+    parser.add_argument("--json", metavar="FILE", help="also write the metrics as {study: {metric: value}}")
+    parser.add_argument("--plots", metavar="DIR", help="also write pred_vs_true.png and decile_confusion.png")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file or plots")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=None, help="image-decoding workers (default: a few)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
 
 
 def run(args) -> int:
-    raise PerceptionsError("'evaluate' is not built yet")
+    from perceptions.evaluate.report import format_table, to_jsonable
+    from perceptions.evaluate.run import evaluate_model_details
+    from perceptions.train.run_folder import write_json
+
+    json_path = Path(args.json) if args.json else None
+    if json_path and json_path.exists() and not args.overwrite:
+        raise PerceptionsError(f"{json_path} exists; pass --overwrite to replace it")
+    if args.plots and not args.overwrite:
+        taken = [p for p in (Path(args.plots) / "pred_vs_true.png", Path(args.plots) / "decile_confusion.png")
+                 if p.exists()]
+        if taken:
+            raise PerceptionsError(f"{taken[0]} exists; pass --overwrite to replace it")
+    result = evaluate_model_details(args.model, args.data, split=args.split, batch_size=args.batch_size,
+                                    device=args.device, num_workers=args.workers, plots_dir=args.plots,
+                                    progress=args.progress)
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"{result.split} split: {result.n_images} images\n")
+    print(format_table(result.metrics, legend=True))
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(json_path, to_jsonable(result.metrics))
+        print(f"\nmetrics written to {json_path}")
+    for p in result.plots:
+        print(f"plot written to {p}")
+    return 0

@@ -1,0 +1,175 @@
+"""The library behind `perceptions evaluate`: reading a data folder, rebuilding the split, the command's guards."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from perceptions.cli import main
+from perceptions.data.labels import Scaling, split_labels
+from perceptions.data.placepulse import write_qscores
+from perceptions.data.scoring import score_votes
+from perceptions.errors import PerceptionsError
+from perceptions.evaluate import run as E
+from perceptions.evaluate.report import evaluate_predictions
+
+STUDIES = ["safe", "beautiful"]
+
+
+def make_data_folder(root, n_images=24, votes_per_image=8, seed=0, truth=True):
+    """A tiny PP2-layout folder: 8x8 images, a Thurstone crowd's votes, their TrueSkill qscores, truth.csv."""
+    rng = np.random.default_rng(seed)
+    images = root / "images"
+    images.mkdir(parents=True)
+    ids = [f"{i:024x}" for i in range(1, n_images + 1)]
+    for i, loc in enumerate(ids):
+        city = "Alpha" if i % 2 else "Beta"
+        name = f"{51 + i / 100:.4f}_{-0.1:.4f}_{loc}_{city}.JPG"
+        Image.new("RGB", (8, 8), (10 * i % 255, 40, 90)).save(images / name)
+    true_values = pd.DataFrame({"location_id": ids, **{s: rng.normal(size=n_images) for s in STUDIES}})
+    rows = []
+    for s in STUDIES:
+        for _ in range(n_images * votes_per_image // 2):
+            a, b = rng.choice(n_images, 2, replace=False)
+            seen = true_values[s][a] - true_values[s][b] + rng.normal(scale=0.7)
+            rows.append((s, ids[a], ids[b], "equal" if abs(seen) < 0.1 else ("left" if seen > 0 else "right")))
+    votes = pd.DataFrame(rows, columns=["study", "left", "right", "choice"])
+    site = pd.DataFrame({"_id": [f"{i:024x}" for i in range(len(votes))], "choice": votes["choice"],
+                         "left": votes["left"], "right": votes["right"],
+                         "study_id": votes["study"].map({"safe": "50a68a51fdc9f05596000002",
+                                                         "beautiful": "5217c351ad93a7d3e7b07a64"})})
+    site.to_csv(root / "votes.tsv", sep="\t", index=False)
+    write_qscores(score_votes(votes), root / "qscores.tsv")
+    if truth:
+        true_values.to_csv(root / "truth.csv", index=False)
+    return ids, votes, true_values
+
+
+def test_load_evaluation_data_reads_labels_votes_and_truth(tmp_path):
+    ids, votes, truth = make_data_folder(tmp_path)
+    data = E.load_evaluation_data(tmp_path, STUDIES)
+    assert len(data.labels) == 24 and set(STUDIES) <= set(data.labels.columns)
+    assert len(data.votes) == len(votes) and set(data.votes["study"]) == set(STUDIES)
+    assert data.truth["location_id"].tolist() == ids  # ids read as text, never as numbers
+    (tmp_path / "truth.csv").unlink()
+    (tmp_path / "votes.tsv").unlink()
+    data = E.load_evaluation_data(tmp_path, STUDIES)
+    assert data.votes is None and data.truth is None
+
+
+def test_missing_pieces_of_a_data_folder_are_one_clear_error(tmp_path):
+    with pytest.raises(PerceptionsError, match="does not exist"):
+        E.load_evaluation_data(tmp_path / "nowhere", STUDIES)
+    (tmp_path / "images").mkdir()
+    with pytest.raises(PerceptionsError, match="qscores.tsv"):
+        E.load_evaluation_data(tmp_path, STUDIES)
+    (tmp_path / "truth.csv").write_text("")
+    with pytest.raises(PerceptionsError, match="truth.csv: not a readable CSV"):
+        E.read_truth(tmp_path / "truth.csv")
+    (tmp_path / "truth.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(PerceptionsError, match="location_id"):
+        E.read_truth(tmp_path / "truth.csv")
+
+
+def test_select_split_rebuilds_the_training_split(tmp_path):
+    make_data_folder(tmp_path)
+    labels = E.load_evaluation_data(tmp_path, STUDIES).labels
+    spec = {"method": "random", "seed": 3, "val_frac": 0.1, "test_frac": 0.25}
+    meta = {"data": {"split": spec}}
+    expected = labels[(split_labels(labels, **spec) == "test").to_numpy()]
+    test = E.select_split(labels, meta, "test")
+    assert test["location_id"].tolist() == expected["location_id"].tolist() and len(test) == 6
+    assert len(E.select_split(labels, meta, "all")) == 24
+    # a package trained on the first N labelled images only: the same cut comes first
+    cut = E.select_split(labels, {"data": {"split": spec, "max_images": 12}}, "train")
+    assert set(cut["location_id"]) <= set(labels["location_id"].iloc[:12])
+    with pytest.raises(PerceptionsError, match="does not record the split"):
+        E.select_split(labels, {}, "test")
+    with pytest.raises(PerceptionsError, match="--split"):
+        E.select_split(labels, meta, "holdout")
+
+
+def test_real_scaling_and_label_scorer_with_the_report(tmp_path):
+    ids, _, truth = make_data_folder(tmp_path, n_images=40)
+    data = E.load_evaluation_data(tmp_path, STUDIES)
+    scaling = Scaling.fit(data.labels, STUDIES)
+    pred = data.labels[["location_id"]].copy()
+    for s in STUDIES:
+        pred[f"{s}_score"] = scaling.scale(data.labels[s], s)
+    m = evaluate_predictions(pred, data.labels, STUDIES, scaling, votes=data.votes, truth=data.truth,
+                             score_fn=E.label_scorer("trueskill.score"), ceiling_splits=2)
+    for s in STUDIES:
+        assert m[s]["acc_exact_decile"] == 1.0 and m[s]["spearman"] == pytest.approx(1.0)
+        # predictions equal to the labels: same Spearman against truth as the labels themselves
+        assert m[s]["spearman_truth"] == pytest.approx(m[s]["label_spearman_truth"])
+        assert 0 < m[s]["label_ceiling"] <= 1 and m[s]["pairwise_n"] > 100
+    assert E.label_scorer("no.such.column") is None
+
+
+def test_command_refuses_to_overwrite_an_existing_json(tmp_path, capsys):
+    out = tmp_path / "metrics.json"
+    out.write_text("{}")
+    code = main(["evaluate", "--model", str(tmp_path / "pkg"), "--data", str(tmp_path), "--json", str(out)])
+    assert code == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert json.loads(out.read_text()) == {}
+
+
+def test_command_with_a_missing_data_folder_is_one_line(tmp_path, capsys):
+    code = main(["evaluate", "--model", str(tmp_path / "pkg"), "--data", str(tmp_path / "nowhere")])
+    err = capsys.readouterr().err
+    assert code == 2 and "does not exist" in err and "Traceback" not in err
+
+
+# ---- end to end: a real (untrained, tiny-input) model package --------------------------------------------
+
+def make_package(root, data_dir, spec):
+    """An untrained EfficientNet-Lite0 package at 32 px whose meta records the split, as training writes it."""
+    import torch
+
+    from perceptions.data.images import Preprocess
+    from perceptions.nets.package import save_package
+    from perceptions.nets.perception_net import build_net
+
+    labels = E.load_evaluation_data(data_dir, STUDIES).labels
+    split = split_labels(labels, **spec)
+    scaling = Scaling.fit(labels[(split == "train").to_numpy()], STUDIES)
+    torch.manual_seed(0)
+    net, _ = build_net("efficientnet_lite0", STUDIES, weights="none")
+    torch.nn.init.normal_(net.head.linear.weight, std=0.05)  # scores that differ between images
+    meta = {"data": {"split": spec, "score_column": "trueskill.score", "max_images": None,
+                     "counts": {k: int((split == k).sum()) for k in ("train", "val", "test")}}}
+    return save_package(root, net, Preprocess(input_size=32), scaling.to_dict(), meta=meta)
+
+
+def test_evaluate_command_end_to_end(tmp_path, capsys):
+    data_dir = tmp_path / "data"
+    ids, votes, _ = make_data_folder(data_dir, n_images=30)
+    spec = {"method": "random", "seed": 1, "val_frac": 0.1, "test_frac": 0.4}
+    package = make_package(tmp_path / "model", data_dir, spec)
+    out = tmp_path / "out" / "metrics.json"
+    code = main(["evaluate", "--model", str(package), "--data", str(data_dir), "--json", str(out),
+                 "--plots", str(tmp_path / "plots"), "--device", "cpu", "--workers", "0", "--no-progress",
+                 "--batch-size", "8"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    written = json.loads(out.read_text())
+    labels = E.load_evaluation_data(data_dir, STUDIES).labels
+    test_ids = set(labels["location_id"][(split_labels(labels, **spec) == "test").to_numpy()])
+    decisive = votes[votes["left"].isin(test_ids) & votes["right"].isin(test_ids) & (votes["choice"] != "equal")]
+    for s in STUDIES:
+        assert written[s]["n"] == len(test_ids) == 12
+        assert written[s]["pairwise_n"] == int((decisive["study"] == s).sum())
+        assert 0 <= written[s]["acc_exact_decile"] <= written[s]["acc_within_1_decile"] <= 1
+        assert "label_spearman_truth" in written[s] and "label_ceiling" in written[s]
+    assert set(written) == {*STUDIES, "mean"}
+    assert "test split: 12 images" in printed and printed.count("\n") > 4
+    assert (tmp_path / "plots" / "decile_confusion.png").is_file()
+    # the library call gives the same numbers as the command wrote
+    again = E.evaluate_model(package, data_dir, num_workers=0, batch_size=8)
+    for s in STUDIES:
+        assert np.isfinite(again[s]["spearman"])
+        assert again[s]["spearman"] == pytest.approx(written[s]["spearman"])
+    # a second run does not overwrite the JSON without --overwrite
+    assert main(["evaluate", "--model", str(package), "--data", str(data_dir), "--json", str(out)]) == 2
