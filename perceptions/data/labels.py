@@ -1,0 +1,222 @@
+"""The label table: images joined to their scores, splits, 1..10 scaling, deciles and oversampling.
+
+- `build_labels` joins images to qscores rows by location id; one column per study holds the raw score
+  (TrueSkill scale by default), NaN where the image has no score for that study. Images without any score and
+  score rows without an image are counted in the report, never dropped silently.
+- `split_labels` assigns train/val/test by location id (so two files of one place never straddle splits):
+  `random` shuffles locations; `city` holds whole cities out for test and draws val from the other cities.
+- `Scaling` is fitted on the training split only: min-max to 1..10 (clipped outside), and decile edges from the
+  training distribution of the scaled scores.
+- `oversample_index` balances deciles in training. With several studies it cycles through them: the index is
+  the concatenation of one decile-balanced index per study, shuffled (see its docstring).
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from perceptions.errors import PerceptionsError
+from perceptions.studies import parse_studies
+
+log = logging.getLogger(__name__)
+
+SCALE_LOW, SCALE_HIGH = 1.0, 10.0
+SPLITS = ("train", "val", "test")
+_UNKNOWN_CITY = "(unknown city)"
+
+
+def build_labels(images: pd.DataFrame, qscores: pd.DataFrame, studies, score_column: str = "trueskill.score"):
+    """Join images to scores by location_id; returns (table, report). See the module docstring."""
+    names = parse_studies(studies)
+    for col in ("path", "location_id"):
+        if col not in images.columns:
+            raise PerceptionsError(f"image table lacks column {col!r}")
+    for col in ("location_id", "study"):
+        if col not in qscores.columns:
+            raise PerceptionsError(f"scores table lacks column {col!r}")
+    if score_column not in qscores.columns:
+        have = [c for c in qscores.columns if "score" in c and c != "study"]
+        raise PerceptionsError(f"scores have no column {score_column!r} (found: {', '.join(have) or 'none'})")
+
+    scores = qscores[qscores["study"].isin(names)]
+    wide = scores.pivot_table(index="location_id", columns="study", values=score_column, aggfunc="first",
+                              dropna=False)
+    wide = wide.reindex(columns=names)
+    wide = wide[wide.notna().any(axis=1)]
+    wide.columns.name = None
+
+    base = images.copy()
+    for col in ("city", "lat", "lon"):
+        if col not in base.columns:
+            base[col] = np.nan
+    base = base[["path", "location_id", "city", "lat", "lon"]]
+    keyed = base["location_id"].notna()
+    table = base[keyed].merge(wide, left_on="location_id", right_index=True, how="inner")
+    table = table.sort_values("path", kind="stable").reset_index(drop=True)
+
+    image_ids = set(base.loc[keyed, "location_id"])
+    rows_without_images = int((~scores["location_id"].isin(image_ids) & scores[score_column].notna()).sum())
+    report = {
+        "images": int(len(base)),
+        "labelled_images": int(len(table)),
+        "images_without_scores": int(len(base) - len(table)),
+        "scores_without_images": rows_without_images,
+    }
+    report["message"] = (f"{report['images_without_scores']} images without scores, "
+                         f"{report['scores_without_images']} scores without images")
+    (log.warning if report["images_without_scores"] or rows_without_images else log.info)(report["message"])
+    return table, report
+
+
+def _check_fractions(val_frac: float, test_frac: float) -> None:
+    if not (0 <= val_frac < 1 and 0 <= test_frac < 1 and val_frac + test_frac < 1):
+        raise PerceptionsError(f"split fractions val={val_frac}, test={test_frac} must be >= 0 and sum below 1")
+
+
+def split_labels(table: pd.DataFrame, method: str = "random", seed: int = 0, val_frac: float = 0.1,
+                 test_frac: float = 0.2) -> pd.Series:
+    """'train' / 'val' / 'test' per row of `table`, by location id; deterministic for a seed (row order free)."""
+    _check_fractions(val_frac, test_frac)
+    if len(table) == 0:
+        raise PerceptionsError("no labelled images to split")
+    rng = np.random.default_rng(seed)
+    group = table["location_id"].astype(str).to_numpy()
+    locations = np.unique(group)
+    assign = {}
+    if method == "random":
+        order = rng.permutation(locations)
+        n_test = int(round(test_frac * len(order)))
+        n_val = int(round(val_frac * len(order)))
+        assign.update(dict.fromkeys(order[:n_test], "test"))
+        assign.update(dict.fromkeys(order[n_test:n_test + n_val], "val"))
+        assign.update(dict.fromkeys(order[n_test + n_val:], "train"))
+    elif method == "city":
+        city_of = pd.Series(table["city"].fillna(_UNKNOWN_CITY).astype(str).to_numpy(), index=group)
+        city_of = city_of[~city_of.index.duplicated()].sort_index()
+        sizes = city_of.value_counts().sort_index()
+        if len(sizes) < 2:
+            raise PerceptionsError("a city split needs images from at least 2 cities; use --split random")
+        cities = rng.permutation(sizes.index.to_numpy())
+        cum = np.cumsum(sizes.reindex(cities).to_numpy())
+        # Hold out the prefix of shuffled cities closest to the target size: at least one, never all.
+        k = 1 + int(np.argmin(np.abs(cum[:-1] - test_frac * len(locations))))
+        test_cities = set(cities[:k]) if test_frac > 0 else set()
+        test_locs = city_of.index[city_of.isin(test_cities)].to_numpy()
+        rest = rng.permutation(city_of.index[~city_of.isin(test_cities)].to_numpy())
+        n_val = int(round(val_frac * len(locations)))
+        assign.update(dict.fromkeys(test_locs, "test"))
+        assign.update(dict.fromkeys(rest[:n_val], "val"))
+        assign.update(dict.fromkeys(rest[n_val:], "train"))
+    else:
+        raise PerceptionsError(f"unknown split {method!r}; expected random or city")
+    return pd.Series([assign[g] for g in group], index=table.index, name="split")
+
+
+class Scaling:
+    """Min-max to 1..10 and decile edges per study, fitted on the training split only."""
+
+    def __init__(self, params: dict):
+        self.params = params  # study -> {"min", "max", "decile_edges": 9 floats}
+
+    @property
+    def studies(self) -> list[str]:
+        return list(self.params)
+
+    @classmethod
+    def fit(cls, train_table: pd.DataFrame, studies) -> "Scaling":
+        params = {}
+        for name in parse_studies(studies):
+            if name not in train_table.columns:
+                raise PerceptionsError(f"training table has no column for study {name!r}")
+            raw = pd.to_numeric(train_table[name], errors="coerce").to_numpy(dtype=float)
+            raw = raw[np.isfinite(raw)]
+            if raw.size == 0:
+                raise PerceptionsError(f"no training scores for study {name!r}")
+            lo, hi = float(raw.min()), float(raw.max())
+            params[name] = {"min": lo, "max": hi}
+            scaled = cls(params).scale(raw, name)
+            params[name]["decile_edges"] = [float(e) for e in np.quantile(scaled, np.arange(1, 10) / 10)]
+        return cls(params)
+
+    def _get(self, study_name: str) -> dict:
+        if study_name not in self.params:
+            raise PerceptionsError(f"no scaling for study {study_name!r}; fitted: {', '.join(self.params)}")
+        return self.params[study_name]
+
+    def scale(self, raw, study_name: str):
+        """Raw scores -> 1..10 (clipped); NaN stays NaN. A study whose training scores were all equal maps to 5.5."""
+        p = self._get(study_name)
+        raw = np.asarray(raw, dtype=float)
+        span = p["max"] - p["min"]
+        if span > 0:
+            out = SCALE_LOW + (SCALE_HIGH - SCALE_LOW) * (raw - p["min"]) / span
+        else:
+            out = np.where(np.isnan(raw), np.nan, (SCALE_LOW + SCALE_HIGH) / 2)
+        out = np.clip(out, SCALE_LOW, SCALE_HIGH)
+        return float(out) if out.ndim == 0 else out
+
+    def decile(self, scaled, study_name: str):
+        """Scaled scores -> deciles 1..10 of the training distribution; 0 marks a missing (NaN) score."""
+        edges = np.asarray(self._get(study_name)["decile_edges"], dtype=float)
+        scaled = np.asarray(scaled, dtype=float)
+        out = np.searchsorted(edges, scaled, side="right") + 1
+        out = np.where(np.isnan(scaled), 0, out).astype(int)
+        return int(out) if out.ndim == 0 else out
+
+    def to_dict(self) -> dict:
+        return {"range": [SCALE_LOW, SCALE_HIGH],
+                "studies": {k: {"min": v["min"], "max": v["max"], "decile_edges": list(v["decile_edges"])}
+                            for k, v in self.params.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Scaling":
+        try:
+            params = {}
+            for name, v in d["studies"].items():
+                edges = [float(e) for e in v["decile_edges"]]
+                if len(edges) != 9:
+                    raise ValueError("need 9 decile edges")
+                params[str(name)] = {"min": float(v["min"]), "max": float(v["max"]), "decile_edges": edges}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise PerceptionsError(f"invalid score scaling in model package: {exc}") from None
+        return cls(params)
+
+
+def _raw_deciles(raw: np.ndarray) -> np.ndarray:
+    """Deciles 1..10 of finite raw scores within their own distribution (min-max scaling keeps the order)."""
+    edges = np.quantile(raw, np.arange(1, 10) / 10)
+    return np.searchsorted(edges, raw, side="right") + 1
+
+
+def oversample_index(train_table: pd.DataFrame, studies, seed: int) -> np.ndarray:
+    """Row positions into `train_table` in which every decile of every study is equally represented.
+
+    For each study (cycling through them), its scored rows are grouped by decile and every decile is topped up
+    to the size of the largest by drawing extra rows with replacement; every scored row appears at least once.
+    The per-study indexes are concatenated and shuffled, so the index has about (number of studies) x (rows)
+    entries, and any prefix of it is itself balanced in expectation (take a prefix for a shorter epoch).
+    Rows with no score for any of `studies` appear once.
+    """
+    rng = np.random.default_rng(seed)
+    names = parse_studies(studies)
+    parts = []
+    scored_any = np.zeros(len(train_table), dtype=bool)
+    for name in names:
+        if name not in train_table.columns:
+            raise PerceptionsError(f"training table has no column for study {name!r}")
+        raw = pd.to_numeric(train_table[name], errors="coerce").to_numpy(dtype=float)
+        rows = np.flatnonzero(np.isfinite(raw))
+        if rows.size == 0:
+            continue
+        scored_any[rows] = True
+        deciles = _raw_deciles(raw[rows])
+        groups = [rows[deciles == d] for d in range(1, 11) if np.any(deciles == d)]
+        target = max(len(g) for g in groups)
+        for g in groups:
+            parts.append(g)
+            parts.append(rng.choice(g, size=target - len(g), replace=True))
+    parts.append(np.flatnonzero(~scored_any))
+    index = np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
+    return rng.permutation(index)
