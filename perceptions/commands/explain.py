@@ -1,12 +1,35 @@
-"""`perceptions explain` (placeholder until its issue lands)."""
-from perceptions.errors import PerceptionsError
+"""`perceptions explain IMAGE --study safe --out heat.png`: a Grad-CAM heat map of what drove a score."""
+from pathlib import Path
 
-HELP = "explain (not built yet)"
+HELP = "Grad-CAM heat map over an image for one study (or a grid for --study all)"
 
 
 def add_arguments(parser):
-    pass
+    parser.add_argument("image", help="an image file (.jpg, .png)")
+    parser.add_argument("--model", default=None, metavar="PKG",
+                        help="model package folder; None: the repository's shipped model/")
+    parser.add_argument("--study", default="all",
+                        help="study name or alias, a comma list, or 'all' for a grid of every study")
+    parser.add_argument("--out", default="heat.png", help="picture to write (.png, .jpg, .pdf or .svg)")
+    parser.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
 
 def run(args) -> int:
-    raise PerceptionsError("'explain' is not built yet")
+    from perceptions.errors import PerceptionsError
+    from perceptions.explain import explain_image, render_explanation
+    from perceptions.predict import load_model
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".pdf", ".svg"):
+        raise PerceptionsError(f"{out}: use a .png, .jpg, .pdf or .svg picture")
+    if out.exists() and not args.overwrite:
+        raise PerceptionsError(f"{out} already exists (use --overwrite to replace it)")
+    if not Path(args.image).is_file():
+        raise PerceptionsError(f"{args.image}: no such image file")
+    model = load_model(args.model, device=args.device)
+    explanation = explain_image(model, args.image, studies=args.study)
+    render_explanation(explanation, out, title=Path(args.image).name)
+    scores = ", ".join(f"{s} {v:.2f}" for s, v in explanation.scores.items())
+    print(f"wrote {out} (Grad-CAM; scores: {scores})")
+    return 0

@@ -1,12 +1,38 @@
-"""`perceptions map` (placeholder until its issue lands)."""
-from perceptions.errors import PerceptionsError
+"""`perceptions map PREDICTIONS --study safe --out map.png`: a static map of predicted scores.
 
-HELP = "map (not built yet)"
+Interactive HTML maps need web tiles (folium/leaflet fetch them from the internet), so only static maps are
+made here: they work offline and print.
+"""
+from pathlib import Path
+
+HELP = "map predicted scores of images with coordinates (points or --hex means), one panel per city"
 
 
 def add_arguments(parser):
-    pass
+    parser.add_argument("predictions", help="output of `perceptions predict` (.csv, .parquet or .geojson)")
+    parser.add_argument("--study", default="safe", help="which study's score to colour by (name or alias)")
+    parser.add_argument("--out", default="map.png", help="picture to write (.png, .pdf or .svg)")
+    parser.add_argument("--hex", action="store_true", help="hexagon means instead of points")
+    parser.add_argument("--gridsize", type=int, default=30, help="hexagons across a panel (with --hex)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
 
 def run(args) -> int:
-    raise PerceptionsError("'map' is not built yet")
+    from perceptions.errors import PerceptionsError
+    from perceptions.mapping import plot_score_map
+    from perceptions.predict_io import read_predictions
+    from perceptions.studies import study
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise PerceptionsError(f"{out} already exists (use --overwrite to replace it)")
+    if out.suffix.lower() not in (".png", ".pdf", ".svg", ".jpg", ".jpeg"):
+        raise PerceptionsError(f"{out}: use a .png, .pdf or .svg picture")
+    name = study(args.study).name
+    predictions = read_predictions(args.predictions)
+    summary = plot_score_map(predictions, name, out, hexbin=args.hex, gridsize=args.gridsize,
+                             source=str(args.predictions))
+    extra = f", {summary['without_coordinates']} rows without coordinates left out" \
+        if summary["without_coordinates"] else ""
+    print(f"wrote {summary['out']}: {summary['points']} images in {summary['panels']} panel(s){extra}")
+    return 0

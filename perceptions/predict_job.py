@@ -1,0 +1,227 @@
+"""A predict job: input list -> output file, resumable, and shardable across `torchrun` processes.
+
+Each process (rank) scores a disjoint shard `todo[rank::world]` and appends every finished batch to its own
+part file `<out>.part-<rank>.csv` (flushed per batch, so a killed job loses at most one batch per rank).
+Rank 0 then merges the parts, in input order and each image once, into the one output file, written
+atomically; the parts are removed. `resume=True` reads whatever parts (and a finished output) exist and
+scores only the images not yet in them, whatever the number of processes was before.
+
+Without torchrun this is the same code with one rank.
+"""
+from __future__ import annotations
+
+import glob
+import io
+import os
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from perceptions.errors import PerceptionsError
+from perceptions.predict_io import (check_output, discover_images, output_format, read_predictions, side_path,
+                                    write_table)
+
+PART_DTYPES = {"path": str, "location_id": str, "city": str}
+
+
+def predict_to_file(inputs, out, model=None, batch_size: int = 64, device: str = "auto",
+                    num_workers: int | None = None, overwrite: bool = False, resume: bool = False,
+                    precision: str = "auto", progress: bool = True) -> dict:
+    """Score every image found in `inputs` and write `out` (.csv, .parquet or .geojson) plus, when any file
+    could not be read, `<out>.skipped.csv` (path, reason). Returns a summary dict (on every rank).
+
+    model: a package folder, None for the shipped `model/`, or an already loaded PerceptionModel.
+    """
+    from perceptions.predict import PerceptionModel, iter_batches, load_model
+
+    started = time.perf_counter()
+    out = Path(out)
+    rank, world, owns_group = _join_process_group(device)
+    try:
+        plan = _broadcast(_plan(inputs, out, overwrite, resume) if rank == 0 else None)
+        if "error" in plan:
+            raise PerceptionsError(plan["error"])
+        if not isinstance(model, PerceptionModel):
+            model = load_model(model, device=device)
+        shard = plan["todo"][rank::world]
+        part = _part_path(out, rank)
+        skipped_part = side_path(out, f"part-{rank}.skipped")
+        scored = 0
+        with open(part, "a", encoding="utf-8", newline="") as rows_file, \
+                open(skipped_part, "a", encoding="utf-8", newline="") as skipped_file:
+            write_header = rows_file.tell() == 0
+            if skipped_file.tell() == 0:
+                skipped_file.write("path,reason\n")
+            desc = "predict" if world == 1 else f"predict rank {rank}/{world}"
+            for rows, failed in iter_batches(model, shard, batch_size, num_workers, progress and rank == 0,
+                                             precision, desc=desc):
+                if failed:
+                    buf = io.StringIO()
+                    pd.DataFrame([(shard[i], r) for i, r in failed], columns=["path", "reason"]).to_csv(
+                        buf, header=False, index=False)
+                    skipped_file.write(buf.getvalue())
+                    skipped_file.flush()
+                if rows is not None:
+                    buf = io.StringIO()
+                    rows.drop(columns="_index").to_csv(buf, header=write_header, index=False)
+                    rows_file.write(buf.getvalue())  # one write per batch: a kill leaves at most a cut line
+                    rows_file.flush()
+                    write_header = False
+                    scored += len(rows)
+        scored_by_rank = _gather(scored)  # also the barrier: every part is complete after it
+        summary = {"images": len(plan["paths"]), "already_done": len(plan["paths"]) - len(plan["todo"]),
+                   "scored_now": sum(scored_by_rank), "ranks": world}
+        if rank == 0:
+            summary.update(_merge(out, plan["paths"], model.studies, plan["keep_previous"]))
+        summary["seconds"] = time.perf_counter() - started
+        _barrier()
+        return summary
+    finally:
+        if owns_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+# ------------------------------------------------------------------------------------------- planning
+
+def _plan(inputs, out: Path, overwrite: bool, resume: bool):
+    """Rank 0 only: what to score. Errors are returned (then broadcast) so every rank fails alike."""
+    try:
+        check_output(out, overwrite=overwrite, resume=resume)
+        paths = discover_images(inputs)
+        parts = _part_files(out)
+        if parts and not (resume or overwrite):
+            raise PerceptionsError(f"a partial output of an interrupted run exists ({parts[0]}); use --resume "
+                                   "to complete it or --overwrite to start again")
+        if not resume:
+            for p in parts + [side_path(out, "skipped")]:
+                Path(p).unlink(missing_ok=True)
+        done = _done_paths(out) if resume else set()
+        return {"paths": paths, "todo": [p for p in paths if p not in done], "keep_previous": resume}
+    except PerceptionsError as e:
+        return {"error": str(e)}  # a plain string travels to the other ranks (DataError does not unpickle)
+
+
+def _done_paths(out: Path) -> set[str]:
+    done = set()
+    for part in _part_files(out):
+        done.update(_read_part(part)["path"])
+    if out.exists():
+        done.update(read_predictions(out)["path"].astype(str))
+    return done
+
+
+def _part_path(out: Path, rank: int) -> Path:
+    return side_path(out, f"part-{rank}")
+
+
+def _part_files(out: Path) -> list[str]:
+    pattern = glob.escape(str(side_path(out, "part-"))).removesuffix(".csv") + "*.csv"
+    return sorted(p for p in glob.glob(pattern) if not p.endswith(".skipped.csv"))
+
+
+def _read_part(part) -> pd.DataFrame:
+    """Read a part file, first cutting a line left unfinished by a kill (so appending continues cleanly)."""
+    text = Path(part).read_text(encoding="utf-8")
+    complete = text[: text.rfind("\n") + 1]
+    if complete != text:
+        Path(part).write_text(complete, encoding="utf-8")
+    if not complete.strip():
+        return pd.DataFrame({"path": pd.Series(dtype=str)})
+    df = pd.read_csv(io.StringIO(complete), dtype=PART_DTYPES, keep_default_na=False, na_values=[""])
+    return df.fillna({"location_id": "", "city": ""})
+
+
+# -------------------------------------------------------------------------------------------- merging
+
+def _merge(out: Path, paths: list[str], studies: list[str], keep_previous: bool) -> dict:
+    """Parts (+ a finished earlier output) -> the one output file in input order; parts removed."""
+    from perceptions.predict import prediction_columns
+
+    columns = prediction_columns(studies)
+    frames = [_read_part(p) for p in _part_files(out)]
+    if keep_previous and out.exists():  # resuming a finished run, e.g. after images were added
+        frames.insert(0, read_predictions(out).fillna({"location_id": "", "city": ""}))
+    frames = [f for f in frames if len(f)]
+    for f in frames:
+        missing = [c for c in columns if c not in f.columns]
+        if missing:
+            raise PerceptionsError(f"{out}: the partial output has no {', '.join(missing)} (written by another "
+                                   "model?); use --overwrite to start again")
+    order = {p: i for i, p in enumerate(paths)}
+    rows = (pd.concat([f[columns] for f in frames], ignore_index=True) if frames
+            else pd.DataFrame(columns=columns))
+    rows = rows[rows["path"].isin(order)].drop_duplicates("path")
+    rows = rows.iloc[rows["path"].map(order).argsort(kind="stable")].reset_index(drop=True)
+    for study in studies:
+        rows[f"{study}_decile"] = rows[f"{study}_decile"].astype("int64")
+
+    skipped_parts = sorted(glob.glob(glob.escape(str(side_path(out, "part-"))).removesuffix(".csv")
+                                     + "*.skipped.csv"))
+    skipped = pd.concat([pd.read_csv(p, dtype=str, keep_default_na=False) for p in skipped_parts]
+                        or [pd.DataFrame(columns=["path", "reason"])], ignore_index=True)
+    skipped = skipped[skipped["path"].isin(order) & ~skipped["path"].isin(set(rows["path"]))]
+    skipped = skipped.drop_duplicates("path")
+    skipped = skipped.iloc[skipped["path"].map(order).argsort(kind="stable")].reset_index(drop=True)
+
+    write_table(rows, out)
+    skipped_file = side_path(out, "skipped")
+    if len(skipped):
+        skipped.to_csv(skipped_file, index=False)
+    else:
+        skipped_file.unlink(missing_ok=True)
+    for p in _part_files(out) + skipped_parts:
+        Path(p).unlink(missing_ok=True)
+    with_coordinates = int(rows[["lat", "lon"]].notna().all(axis=1).sum()) if len(rows) else 0
+    return {"out": str(out), "rows": len(rows), "skipped": len(skipped),
+            "skipped_file": str(skipped_file) if len(skipped) else None, "with_coordinates": with_coordinates,
+            "format": output_format(out)}
+
+
+# ----------------------------------------------------------------------------------------- processes
+
+def _join_process_group(device: str):
+    """(rank, world, whether we created the group). Under torchrun (WORLD_SIZE > 1) joins the group:
+    nccl on CUDA, gloo on CPU, with a long timeout because ranks finish their shards at different times."""
+    import torch
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), False
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1, False
+    use_cuda = str(device) in ("cuda", "auto") and torch.cuda.is_available()
+    if use_cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(hours=6))
+    return dist.get_rank(), dist.get_world_size(), True
+
+
+def _broadcast(obj):
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _gather(value) -> list:
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return [value]
+    values = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values
+
+
+def _barrier():
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
