@@ -1,12 +1,39 @@
-"""`perceptions synth` (placeholder until its issue lands)."""
-from perceptions.errors import PerceptionsError
+"""`perceptions synth`: write a synthetic city in Place Pulse 2.0 formats (images, votes, scores, truth)."""
+import argparse
 
-HELP = "synth (not built yet)"
+HELP = ("draw a synthetic city in Place Pulse 2.0 formats: street scenes, crowd votes, TrueSkill scores and "
+        "the true perception of every scene")
 
 
 def add_arguments(parser):
-    pass
+    parser.add_argument("--out", default="input/synthetic", metavar="DIR",
+                        help="folder to write images/, votes.tsv, qscores.tsv and truth.csv into")
+    parser.add_argument("--images", type=int, default=3000, metavar="N", help="number of street scenes")
+    parser.add_argument("--cities", type=int, default=4, metavar="K",
+                        help="number of cities, each with its own mix of neighbourhoods")
+    parser.add_argument("--votes-per-image", type=int, default=6, metavar="V",
+                        help="times each image is compared, per study (Place Pulse 2.0 has about 3.5)")
+    parser.add_argument("--seed", type=int, default=0, help="same seed and arguments give identical files")
+    parser.add_argument("--crowd-noise", type=float, default=0.6, metavar="SD",
+                        help="sd of a voter's error on the true difference (truth has sd ~1)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier synthetic city in --out (other files there are kept)")
+    parser.add_argument("--preview", metavar="FILE.png",
+                        help="also write a contact sheet of a few scenes with their true perceptions")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                        help="show a progress bar")
 
 
 def run(args) -> int:
-    raise PerceptionsError("'synth' is not built yet")
+    from perceptions.data.synthetic import generate_city, write_contact_sheet
+
+    summary = generate_city(args.out, n_images=args.images, n_cities=args.cities,
+                            votes_per_image=args.votes_per_image, seed=args.seed, overwrite=args.overwrite,
+                            crowd_noise=args.crowd_noise, progress=args.progress)
+    print(f"wrote {summary['images']} scenes of {', '.join(summary['cities'])} and {summary['votes']} votes "
+          f"({summary['tie_share']:.1%} ties) to {summary['out']} in {summary['seconds']:.0f} s")
+    ceiling = ", ".join(f"{k} {v:.2f}" for k, v in summary["spearman_trueskill_truth"].items())
+    print(f"Spearman of the TrueSkill labels with the truth (the label-noise ceiling): {ceiling}")
+    if args.preview:
+        print(f"contact sheet: {write_contact_sheet(args.out, args.preview, seed=args.seed)}")
+    return 0
