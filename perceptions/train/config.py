@@ -1,0 +1,185 @@
+"""The one training configuration: a typed dataclass, its command-line flags and its JSON form.
+
+Every knob of a run lives here, so `config.json` in a run folder is enough to repeat the run, and `--resume`
+can tell whether a folder was made from the same data, backbone and studies.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+
+from perceptions.errors import PerceptionsError
+
+LOSSES = ("regression", "ranking", "both")
+AUGMENTATIONS = ("crop", "flip", "none")  # random resized crop + flip (images.train_transform), flip only, none
+SPLITS = ("random", "city")
+DEVICES = ("auto", "cpu", "cuda")
+# Validation metrics a run can select its best epoch on, and whether higher is better.
+MONITORS = {"val_spearman": "max", "val_loss": "min", "val_within1": "max", "val_pairwise": "max"}
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    studies: list[str] = field(default_factory=lambda: ["all"])
+    backbone: str = "efficientnet_lite0"
+    weights: str = "packaged"            # packaged | hub | none | PATH
+    epochs: int = 10                     # fine-tuning epochs (after the frozen ones)
+    freeze_epochs: int = 0               # head-only epochs on cached backbone features, run first
+    batch_size: int = 32
+    lr: float = 1e-3                     # head learning rate; the backbone gets lr * backbone_lr_mult
+    backbone_lr_mult: float = 0.1
+    head_lr_frozen: float = 3e-3         # learning rate of the frozen-backbone (cached feature) phase
+    head_batch_size: int = 256           # batch size of the frozen-backbone phase (features are cheap)
+    weight_decay: float = 0.01
+    warmup_frac: float = 0.05            # share of the steps of a phase spent warming the lr up
+    grad_clip: float = 1.0
+    augment: str = "crop"                # fine-tuning augmentation: crop (+flip), flip, none
+    freeze_bn: bool = False              # keep the backbone's batch-norm statistics fixed while fine-tuning
+    image_size: int | None = None        # None: the size the backbone's weights were trained at
+    crop_pct: float | None = None        # share of the shorter side kept by the centre crop; None: the weights'
+    split: str = "random"
+    val_frac: float = 0.1
+    test_frac: float = 0.2
+    oversample: bool = False
+    loss: str = "regression"
+    ranking_weight: float = 1.0          # weight of the ranking term when --loss both
+    ranking_scale: float = 1.0           # logistic slope per unit of the 1..10 score scale
+    score_column: str = "trueskill.score"
+    monitor: str = "val_spearman"
+    patience: int = 0                    # epochs without improvement before stopping; 0 = never stop early
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    workers: int | None = None           # data loader processes; None: runtime.default_workers(device)
+    out: str = "outputs/runs"
+    max_images: int | None = None        # use only the first N labelled images (quick trials)
+    resume: str | None = None
+    progress: bool = True                # tqdm bars
+
+    def __post_init__(self):
+        if isinstance(self.studies, str):
+            self.studies = [s for s in self.studies.split(",") if s.strip()]
+        self.validate()
+
+    def validate(self) -> None:
+        checks = [
+            (self.loss in LOSSES, f"--loss must be one of {', '.join(LOSSES)}, not {self.loss!r}"),
+            (self.augment in AUGMENTATIONS, f"--augment must be one of {', '.join(AUGMENTATIONS)}"),
+            (self.split in SPLITS, f"--split must be one of {', '.join(SPLITS)}, not {self.split!r}"),
+            (self.device in DEVICES, f"--device must be one of {', '.join(DEVICES)}, not {self.device!r}"),
+            (self.monitor in MONITORS, f"--monitor must be one of {', '.join(MONITORS)}, not {self.monitor!r}"),
+            (self.epochs >= 0 and self.freeze_epochs >= 0, "--epochs and --freeze-epochs must be >= 0"),
+            (self.epochs + self.freeze_epochs > 0, "nothing to train: --epochs and --freeze-epochs are both 0"),
+            (self.batch_size >= 1 and self.head_batch_size >= 1, "batch sizes must be >= 1"),
+            (self.lr > 0 and self.head_lr_frozen > 0, "learning rates must be > 0"),
+            (self.backbone_lr_mult >= 0, "--backbone-lr-mult must be >= 0"),
+            (0 <= self.val_frac < 1 and 0 <= self.test_frac < 1 and self.val_frac + self.test_frac < 1,
+             "--val-frac and --test-frac must be in [0, 1) and leave images to train on"),
+            (self.image_size is None or self.image_size >= 16, "--image-size must be >= 16"),
+            (self.crop_pct is None or 0 < self.crop_pct <= 1, "--crop-pct must be in (0, 1]"),
+            (self.max_images is None or self.max_images >= 2, "--max-images must be >= 2"),
+            (self.workers is None or self.workers >= 0, "--workers must be >= 0"),
+            (self.patience >= 0, "--patience must be >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise PerceptionsError(message)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+
+# What must match between a run folder and a `--resume` request: change any and the old state means nothing.
+IDENTITY_FIELDS = ("data", "studies", "backbone", "weights", "image_size", "crop_pct", "split", "val_frac",
+                   "test_frac", "seed", "loss", "score_column", "max_images", "freeze_epochs", "batch_size",
+                   "head_batch_size")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field (defaults come from the dataclass, so they cannot drift)."""
+    d = TrainConfig(data="")
+    a = parser.add_argument
+    a("--data", metavar="DIR",
+      help="folder with images/ and qscores.tsv (and votes.tsv, truth.csv if present); required unless --resume")
+    a("--studies", default="all", help="'all' or a comma list, e.g. safe,beautiful")
+    a("--backbone", default=d.backbone, help="backbone name (see perceptions.nets.backbones)")
+    a("--weights", default=d.weights, help="packaged | hub | none | PATH to a weights file")
+    a("--epochs", type=int, default=d.epochs, help="fine-tuning epochs (whole net)")
+    a("--freeze-epochs", type=int, default=d.freeze_epochs,
+      help="head-only epochs first, on backbone features computed once")
+    a("--batch-size", type=int, default=d.batch_size)
+    a("--lr", type=float, default=d.lr, help="peak learning rate of the head when fine-tuning")
+    a("--backbone-lr-mult", type=float, default=d.backbone_lr_mult, help="backbone lr = lr * this")
+    a("--head-lr-frozen", type=float, default=d.head_lr_frozen, help="peak lr of the frozen-backbone epochs")
+    a("--head-batch-size", type=int, default=d.head_batch_size, help="batch size of the frozen-backbone epochs")
+    a("--weight-decay", type=float, default=d.weight_decay)
+    a("--warmup-frac", type=float, default=d.warmup_frac, help="share of steps spent warming up")
+    a("--augment", choices=AUGMENTATIONS, default=d.augment,
+      help="fine-tuning augmentation: random resized crop and flip, flip only, or none")
+    a("--freeze-bn", action=argparse.BooleanOptionalAction, default=d.freeze_bn,
+      help="keep the backbone's batch-norm statistics as pretrained while fine-tuning (small batches)")
+    a("--grad-clip", type=float, default=d.grad_clip, help="max gradient norm (0: no clipping)")
+    a("--image-size", type=int, default=None, help="input size (default: the weights' own)")
+    a("--crop-pct", type=float, default=None,
+      help="share of the shorter side kept by the centre crop (default: the weights'; 1.0 keeps the most)")
+    a("--split", choices=SPLITS, default=d.split, help="random images, or whole cities held out")
+    a("--val-frac", type=float, default=d.val_frac)
+    a("--test-frac", type=float, default=d.test_frac)
+    a("--oversample", action=argparse.BooleanOptionalAction, default=d.oversample,
+      help="oversample rare score bins in the training split")
+    a("--loss", choices=LOSSES, default=d.loss, help="scores, raw votes, or both")
+    a("--ranking-weight", type=float, default=d.ranking_weight)
+    a("--score-column", default=d.score_column, help="score column of qscores.tsv to learn")
+    a("--monitor", choices=tuple(MONITORS), default=d.monitor, help="validation metric for the best model")
+    a("--patience", type=int, default=d.patience, help="early stopping patience in epochs (0: off)")
+    a("--seed", type=int, default=d.seed)
+    a("--device", choices=DEVICES, default=d.device)
+    a("--amp", action=argparse.BooleanOptionalAction, default=d.amp,
+      help="mixed precision (bf16 on CPUs that have it natively, fp16/bf16 on CUDA)")
+    a("--workers", type=int, default=None,
+      help="data loader worker processes (default: 0 on a CPU, where decoding is cheap next to training)")
+    a("--out", default=d.out, help="parent folder of run folders")
+    a("--max-images", type=int, default=None, help="use only N labelled images (quick trials)")
+    a("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    a("--progress", action=argparse.BooleanOptionalAction, default=d.progress, help="progress bars")
+
+
+def explicit_overrides(args: argparse.Namespace, add_arguments_fn=add_arguments) -> dict:
+    """The options a user typed (those whose value differs from the parser's default), for --resume."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments_fn(parser)
+    defaults = vars(parser.parse_args([]))
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    return {k: v for k, v in vars(args).items() if k in known and k in defaults and v != defaults[k]}
+
+
+def resume_config(run_dir, overrides: dict | None = None) -> TrainConfig:
+    """The config a run folder was made with, updated by `overrides` (train() refuses identity changes)."""
+    from pathlib import Path
+
+    from perceptions.train.run_folder import CONFIG_FILE, read_json
+
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise PerceptionsError(f"--resume {run_dir}: not a run folder (no {CONFIG_FILE})")
+    saved = read_json(run_dir / CONFIG_FILE).get("config")
+    if not isinstance(saved, dict):
+        raise PerceptionsError(f"{run_dir / CONFIG_FILE}: holds no training config")
+    return TrainConfig.from_dict({**saved, **(overrides or {}), "resume": str(run_dir)})
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    if not args.data:
+        raise PerceptionsError("--data DIR is required (a folder with images/ and qscores.tsv)")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in vars(args).items() if k in known})

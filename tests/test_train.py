@@ -1,0 +1,320 @@
+"""Training on the tiny synthetic city: a step learns, a run writes every artefact, runs are deterministic,
+a resumed run equals an uninterrupted one, checkpoints are atomic, and bad input is one clear line."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from perceptions.cli import main
+from perceptions.train.config import TrainConfig
+
+pytestmark = pytest.mark.slow
+
+STUDIES = ["safe", "lively", "beautiful", "wealthy", "boring", "depressing"]
+
+
+def tiny_config(data, out, **changes) -> TrainConfig:
+    base = dict(data=str(data), out=str(out), image_size=32, batch_size=8, freeze_epochs=1, epochs=2,
+                lr=3e-3, loss="both", workers=0, progress=False, device="cpu", seed=3)
+    return TrainConfig(**{**base, **changes})
+
+
+def read_summary(run_dir) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_city, tmp_path_factory):
+    from perceptions.train.loop import train
+
+    return train(tiny_config(tiny_city, tmp_path_factory.mktemp("runs")))
+
+
+# ---------------------------------------------------------------------------------------------- learning
+
+def test_one_training_step_lowers_the_loss_on_a_fixed_batch(tiny_city):
+    from perceptions.data.datasets import ImageScores
+    from perceptions.data.images import Preprocess, eval_transform
+    from perceptions.nets.perception_net import build_net
+    from perceptions.train.loop import batch_loss, make_optimizer, set_lr, train_step
+    from perceptions.train.runtime import choose_precision
+
+    config = tiny_config(tiny_city, "unused", loss="regression", lr=1e-3)
+    net, _ = build_net("efficientnet_lite0", STUDIES, weights="packaged")
+    pre = Preprocess(input_size=32)
+    paths = sorted((tiny_city / "images").iterdir())[:8]
+    targets = np.random.default_rng(0).uniform(1, 10, size=(8, 6)).astype(np.float32)
+    targets[0, 1] = np.nan  # an unrated cell rides along
+    images = ImageScores(paths, targets, eval_transform(pre), 32)
+    batch = tuple(torch.utils.data.default_collate([images[i] for i in range(8)]))
+    precision = choose_precision(torch.device("cpu"), amp=False)
+    optimizer = make_optimizer(net, config, "finetune")
+    set_lr(optimizer, 1.0)
+    net.train()
+
+    def loss_now():
+        torch.manual_seed(0)  # same dropout mask before and after
+        with torch.no_grad():
+            return batch_loss(net, batch, config, "cpu").item()
+
+    before = loss_now()
+    train_step(net, batch, optimizer, precision.grad_scaler(), config, "cpu",
+               [p for p in net.parameters() if p.requires_grad])
+    assert loss_now() < before
+
+
+def test_lr_schedule_warms_up_then_decays():
+    from perceptions.train.loop import MIN_LR_FRACTION, lr_factor
+
+    factors = [lr_factor(s, 100, 10) for s in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:]))
+    assert factors[-1] == pytest.approx(MIN_LR_FRACTION, abs=1e-3)
+
+
+# ------------------------------------------------------------------------------------------------- a run
+
+def test_a_run_writes_every_artefact(finished_run, tiny_city):
+    from perceptions.nets.package import load_package
+
+    run = finished_run
+    for name in ("config.json", "metrics.csv", "checkpoints/last.pt", "checkpoints/best.pt", "curves.png",
+                 "test_predictions.csv", "evaluation/pred_vs_true.png", "evaluation/decile_confusion.png",
+                 "summary.json", "model/model.json", "model/model.safetensors"):
+        assert (run / name).is_file(), name
+    assert not list(run.rglob("*.tmp")), "no temporary file may remain"
+
+    config = json.loads((run / "config.json").read_text())
+    assert config["config"]["backbone"] == "efficientnet_lite0"
+    assert "git_revision" in config["environment"] and config["environment"]["torch"] == torch.__version__
+
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert metrics["epoch"].tolist() == [1, 2, 3]
+    assert metrics["phase"].tolist() == ["frozen", "finetune", "finetune"]
+    assert {"train_loss", "val_loss", "val_spearman", "val_within1", "val_pairwise"} <= set(metrics.columns)
+
+    summary = read_summary(run)
+    assert set(STUDIES) <= set(summary["test"])
+    for s in STUDIES:
+        m = summary["test"][s]
+        assert m["n"] > 0 and {"acc_within_1_decile", "spearman", "pairwise_acc", "spearman_truth"} <= set(m)
+    assert summary["best_epoch"] in (1, 2, 3) and summary["timings_s"]["total_s"] > 0
+
+    predictions = pd.read_csv(run / "test_predictions.csv")
+    assert len(predictions) == summary["data"]["test"]
+    scores = predictions[[f"{s}_score" for s in STUDIES]].to_numpy()
+    assert np.all((scores >= 1) & (scores <= 10))
+
+    net, meta = load_package(run / "model")
+    assert meta["studies"] == STUDIES and meta["preprocess"]["input_size"] == 32
+    assert meta["data"]["split"] == {"method": "random", "seed": 3, "val_frac": 0.1, "test_frac": 0.2}
+    assert meta["metrics"]["safe"]["n"] == summary["test"]["safe"]["n"]
+
+
+def test_evaluate_on_the_package_reproduces_the_run_predictions(finished_run, tiny_city):
+    from perceptions.evaluate.run import evaluate_model_details
+
+    again = evaluate_model_details(finished_run / "model", tiny_city, split="test", num_workers=0, progress=False)
+    ours = pd.read_csv(finished_run / "test_predictions.csv", dtype={"location_id": str})
+    joined = ours.merge(again.predictions, on="location_id", suffixes=("", "_evaluate"))
+    assert len(joined) == len(ours) == read_summary(finished_run)["data"]["test"]
+    for s in STUDIES:
+        # Same images, same package, same precision: equal up to bf16 noise between batch shapes.
+        assert np.abs(joined[f"{s}_score"] - joined[f"{s}_score_evaluate"]).max() < 0.05
+
+
+def test_same_seed_gives_identical_metrics(finished_run, tiny_city, tmp_path):
+    from perceptions.train.loop import train
+
+    again = train(tiny_config(tiny_city, tmp_path))
+    assert again != finished_run
+    assert read_summary(again)["test"] == read_summary(finished_run)["test"]
+    assert pd.read_csv(again / "metrics.csv").drop(columns="seconds").equals(
+        pd.read_csv(finished_run / "metrics.csv").drop(columns="seconds"))
+
+
+def test_ctrl_c_saves_and_resume_equals_the_uninterrupted_run(finished_run, tiny_city, tmp_path, capsys):
+    from perceptions.train.checkpoint import load_checkpoint
+    from perceptions.train.loop import train
+
+    def press_ctrl_c(epoch, step):  # a real SIGINT in the middle of epoch 2, through the loop's handler
+        if (epoch, step) == (2, 2):
+            os.kill(os.getpid(), signal.SIGINT)
+        return False
+
+    config = tiny_config(tiny_city, tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, should_stop=press_ctrl_c)
+    out = capsys.readouterr().out
+    assert "Resume with" in out and "--resume" in out
+    (run,) = list(tmp_path.iterdir())
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert (state["epoch"], state["pos"]) == (1, 2)
+    assert not (run / "summary.json").exists()
+
+    resumed = train(config.replace(resume=str(run)))
+    assert resumed == run
+    assert read_summary(run)["test"] == read_summary(finished_run)["test"]
+    assert pd.read_csv(run / "metrics.csv")["epoch"].tolist() == [1, 2, 3]
+
+
+def test_frozen_only_ranking_run_with_oversampling(tiny_city, tmp_path):
+    from perceptions.train.loop import train
+
+    run = train(tiny_config(tiny_city, tmp_path, epochs=0, freeze_epochs=2, loss="ranking", oversample=True))
+    summary = read_summary(run)
+    assert summary["epochs_run"] == 2 and np.isfinite(summary["test"]["mean"]["pairwise_acc"])
+
+
+# -------------------------------------------------------------------------------------------- checkpoints
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    from perceptions.errors import PerceptionsError
+    from perceptions.train.checkpoint import load_checkpoint, save_checkpoint
+
+    path = tmp_path / "last.pt"
+    save_checkpoint({"epoch": 1, "w": torch.ones(3)}, path)
+
+    def dies_half_way(obj, f, *a, **k):
+        f.write(b"partial")
+        raise KeyboardInterrupt
+    monkeypatch.setattr(torch, "save", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({"epoch": 2, "w": torch.zeros(3)}, path)
+    monkeypatch.undo()
+    assert load_checkpoint(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+    torch.save({"not": "ours"}, tmp_path / "other.pt")
+    with pytest.raises(PerceptionsError):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+def run_cli(capsys, *args) -> tuple[int, str]:
+    code = main(["train", *args])
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+def assert_one_line_error(code, err):
+    assert code == 2
+    assert err.startswith("perceptions train: error:") and "\n" not in err, err
+
+
+def test_bad_input_is_one_clear_line_and_writes_nothing(tiny_city, copy_city, tmp_path, capsys):
+    out = tmp_path / "runs"
+    common = ["--out", str(out), "--image-size", "32", "--epochs", "1", "--no-progress"]
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, err = run_cli(capsys, "--data", str(empty), *common)
+    assert_one_line_error(code, err)
+    assert "images" in err
+
+    no_scores = copy_city("no_scores")
+    (no_scores / "qscores.tsv").unlink()
+    code, err = run_cli(capsys, "--data", str(no_scores), *common)
+    assert_one_line_error(code, err)
+    assert "qscores" in err
+
+    safe_only = copy_city("safe_only")
+    q = pd.read_csv(safe_only / "qscores.tsv", sep="\t", index_col=0, dtype=str)
+    q[q["study_id"] == "50a68a51fdc9f05596000002"].to_csv(safe_only / "qscores.tsv", sep="\t")
+    code, err = run_cli(capsys, "--data", str(safe_only), "--studies", "safe,beautiful", *common)
+    assert_one_line_error(code, err)
+    assert "beautiful" in err
+
+    code, err = run_cli(capsys, "--data", str(tiny_city), "--backbone", "no_such_net_v9", *common)
+    assert_one_line_error(code, err)
+
+    from safetensors.torch import save_file
+    wrong = tmp_path / "wrong.safetensors"
+    save_file({"fc.weight": torch.zeros(2, 2)}, str(wrong))
+    code, err = run_cli(capsys, "--data", str(tiny_city), "--weights", str(wrong), *common)
+    assert_one_line_error(code, err)
+
+    assert not out.exists() or not any(out.iterdir()), "a failed start must not leave a run folder"
+
+
+def test_resume_from_another_config_is_refused(finished_run, tiny_city, copy_city, tmp_path, capsys):
+    before = {p: p.stat().st_mtime_ns for p in finished_run.rglob("*") if p.is_file()}
+    run = tmp_path / "copy_of_run"
+    import shutil
+    shutil.copytree(finished_run, run)
+    (run / "summary.json").unlink()  # pretend it was interrupted
+
+    code, err = run_cli(capsys, "--resume", str(run), "--backbone", "resnet18")
+    assert_one_line_error(code, err)
+    assert "backbone" in err
+    code, err = run_cli(capsys, "--resume", str(run), "--data", str(copy_city("other")))
+    assert_one_line_error(code, err)
+    code, err = run_cli(capsys, "--resume", str(run), "--studies", "safe")
+    assert_one_line_error(code, err)
+    code, err = run_cli(capsys, "--resume", str(finished_run))
+    assert_one_line_error(code, err)
+    assert "finished" in err
+    assert before == {p: p.stat().st_mtime_ns for p in finished_run.rglob("*") if p.is_file()}
+
+
+def test_cli_resume_keeps_the_saved_config_and_applies_typed_options(tmp_path):
+    import argparse
+
+    from perceptions.commands.train import add_arguments
+    from perceptions.train.config import explicit_overrides, resume_config
+    from perceptions.train.run_folder import write_json
+
+    saved = TrainConfig(data="some/data", backbone="resnet18", epochs=3, image_size=64, workers=0)
+    write_json(tmp_path / "config.json", {"config": saved.to_dict()})
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--resume", str(tmp_path), "--epochs", "5"])
+    config = resume_config(args.resume, explicit_overrides(args, add_arguments))
+    assert (config.backbone, config.image_size, config.data) == ("resnet18", 64, "some/data")
+    assert config.epochs == 5 and config.resume == str(tmp_path)
+
+
+def test_train_help_lists_the_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    for flag in ("--data", "--studies", "--backbone", "--freeze-epochs", "--loss", "--resume", "--amp",
+                 "--oversample", "--image-size", "--max-images"):
+        assert flag in text
+
+
+# --------------------------------------------------------------------------------------------------- demo
+
+def test_demo_makes_the_city_trains_and_prints_the_table(tmp_path, capsys):
+    from perceptions.errors import PerceptionsError
+    from perceptions.train.demo import ensure_city, run_demo
+
+    city = {"n_images": 40, "n_cities": 2, "votes_per_image": 4, "seed": 1}
+    tiny = {"image_size": 32, "freeze_epochs": 1, "epochs": 1, "batch_size": 8}
+    result = run_demo(tmp_path / "synthetic", tmp_path / "runs", recipe=tiny, city=city, device="cpu",
+                      progress=False)
+    out = capsys.readouterr().out
+    assert "[1/3]" in out and "[2/3]" in out and "[3/3]" in out and str(result["run_dir"]) in out
+    assert "sp~truth" in out and "label~truth" in out and "target" in out
+    assert set(STUDIES) <= set(result["metrics"])
+
+    images_before = sorted(p.stat().st_mtime_ns for p in (tmp_path / "synthetic" / "images").iterdir())
+    ensure_city(tmp_path / "synthetic", city, say=print)  # same parameters: reused, not redrawn
+    assert "reusing" in capsys.readouterr().out
+    assert images_before == sorted(p.stat().st_mtime_ns for p in (tmp_path / "synthetic" / "images").iterdir())
+
+    with pytest.raises(PerceptionsError):  # made with other parameters: left alone
+        ensure_city(tmp_path / "synthetic", {**city, "seed": 2}, say=print)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(PerceptionsError):
+        ensure_city(foreign, city, say=print)
+    assert (foreign / "notes.txt").read_text() == "mine"
