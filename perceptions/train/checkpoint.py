@@ -34,6 +34,10 @@ def save_checkpoint(state: dict, path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_folder(path.parent)
+    # A process killed mid-write (SIGKILL, power loss) cannot clean up: drop its temp files now that a complete
+    # checkpoint of this name is in place (one process writes a run's checkpoints, so none is in progress).
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
     return path
 
 

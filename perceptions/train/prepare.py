@@ -19,6 +19,7 @@ from perceptions.studies import parse_studies
 from perceptions.train.config import TrainConfig
 
 SPLIT_NAMES = ("train", "val", "test")
+SKIPPED_FILE = "skipped_images.csv"
 
 
 @dataclass
@@ -31,6 +32,7 @@ class TrainData:
     votes: pd.DataFrame | None   # all votes of the folder (study, left, right, choice), if it has any
     truth: pd.DataFrame | None   # truth.csv of a synthetic city
     notes: list[str]
+    skipped: pd.DataFrame | None = None  # unreadable images left out: path, reason (-> SKIPPED_FILE)
 
     def rows(self, name: str) -> np.ndarray:
         return np.flatnonzero(self.split == name)
@@ -73,6 +75,11 @@ def prepare_data(config: TrainConfig) -> TrainData:
         raise PerceptionsError(f"{config.data}: --split city needs images of at least 2 cities")
     split = split_labels(table, method=config.split, seed=config.seed, val_frac=config.val_frac,
                          test_frac=config.test_frac).to_numpy()
+    # Unreadable images leave after the split, so the readable ones keep the split `evaluate` rebuilds.
+    skipped = unreadable_images(table["path"])
+    if len(skipped):
+        keep = ~table["path"].isin(skipped["path"]).to_numpy()
+        table, split = table[keep].reset_index(drop=True), split[keep]
     train_rows = table[split == "train"]
     if train_rows.empty:
         raise PerceptionsError("the split left no image to train on; lower --val-frac / --test-frac")
@@ -84,10 +91,27 @@ def prepare_data(config: TrainConfig) -> TrainData:
     targets = np.stack([np.asarray(scaling.scale(table[s].to_numpy(dtype=float), s), dtype=np.float32)
                         for s in studies], axis=1)
     notes = list(data.notes)
+    if len(skipped):
+        notes.append(f"{len(skipped)} unreadable image(s) skipped (listed in {SKIPPED_FILE} in the run folder)")
     if config.loss != "regression" and data.votes is None:
         raise PerceptionsError(f"--loss {config.loss} learns from votes, but {config.data} has no votes.tsv/votes.csv")
     return TrainData(studies=studies, table=table, split=split, scaling=scaling, targets=targets,
-                     votes=data.votes, truth=data.truth, notes=notes)
+                     votes=data.votes, truth=data.truth, notes=notes, skipped=skipped)
+
+
+def unreadable_images(paths) -> pd.DataFrame:
+    """path, reason of every image `open_rgb` refuses (empty, cut off, not an image, a bomb, a symlink loop...),
+    checked once before training: a bad file is reported, not turned into a blank training example. JPEGs are
+    decoded at 1/8 scale here, so the check costs little next to an epoch."""
+    from perceptions.data.images import ImageError, open_rgb
+
+    rows = []
+    for path in paths:
+        try:
+            open_rgb(path, min_side=16)
+        except ImageError as e:
+            rows.append({"path": str(path), "reason": e.problem})
+    return pd.DataFrame(rows, columns=["path", "reason"])
 
 
 def data_summary(data: TrainData, config: TrainConfig) -> dict:
