@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from perceptions.data.datasets import CachedFeatures, ImageScores, PairArrays, VotePairs
+from perceptions.errors import PerceptionsError
 
 
 def mix_seed(*parts: int) -> int:
@@ -110,18 +111,26 @@ class ImageBatches:
     """Fine-tuning epochs: decoded, augmented images (or vote pairs of them) from a DataLoader."""
 
     def __init__(self, images: ImageScores, order_fn, batch_size: int, seed: int, workers: int = 0,
-                 pairs: PairArrays | None = None, pin_memory: bool = False):
+                 pairs: PairArrays | None = None, pin_memory: bool = False, rank: int = 0, world: int = 1):
         self.dataset = _Seeded(VotePairs(images, pairs) if pairs is not None else images)
         self.order_fn, self.batch_size, self.seed = order_fn, batch_size, seed
         self.workers, self.pin_memory = workers, pin_memory
+        # Under torchrun: batch_size is per rank; the order is cut into global batches of batch_size * world
+        # and this rank takes positions rank, rank + world, ... of each (see distributed.py).
+        self.rank, self.world = rank, world
 
     def steps_per_epoch(self, epoch: int) -> int:
-        return len(chunks(len(self.order_fn(epoch)), self.batch_size))
+        return len(chunks(len(self.order_fn(epoch)), self.batch_size * self.world))
 
     def batches(self, epoch: int, start: int = 0):
         order = self.order_fn(epoch)
+        # Augmentation seeded by the global position: the same images see the same crops whatever the world size.
         keyed = [(int(i), mix_seed(self.seed, epoch, pos)) for pos, i in enumerate(order)]
-        batch_keys = [keyed[s] for s in chunks(len(order), self.batch_size)][start:]
+        batch_keys = [keyed[s][self.rank::self.world] for s in chunks(len(order), self.batch_size * self.world)]
+        if any(len(k) == 0 for k in batch_keys):
+            raise PerceptionsError(f"a global batch has fewer images than the {self.world} processes; use a "
+                                   "larger --batch-size or fewer processes")
+        batch_keys = batch_keys[start:]
         if not batch_keys:
             return
         loader = DataLoader(self.dataset, batch_sampler=batch_keys, num_workers=self.workers,

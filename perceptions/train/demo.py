@@ -21,14 +21,23 @@ DEMO_RECIPE = {
     "backbone": "efficientnet_lite0",
     "weights": "packaged",
     "studies": ["all"],
-    "image_size": 160,
+    # 112 px with the whole 300 px height kept (crop_pct 1.0): fine-tuning costs ~1/4 of 224 px per image.
+    "image_size": 112,
     "crop_pct": 1.0,
-    "freeze_epochs": 10,
-    "epochs": 2,
+    # Head on cached features first (seconds), then the whole net with batch-norm statistics kept as
+    # pretrained (small batches estimate them badly) and only flips as augmentation (random crops cut people
+    # and shop fronts out of the frame, and a short schedule has no time to learn through them).
+    "freeze_epochs": 3,
+    "epochs": 8,
+    "freeze_bn": True,
+    "augment": "flip",
     "loss": "both",
     "lr": 1e-3,
-    "backbone_lr_mult": 0.3,
+    "backbone_lr_mult": 1.0,
     "batch_size": 32,
+    # Measured on this CPU (AVX-512 BF16): at 112 px fp32 trains ~1.5x faster than bf16 autocast; bf16 only
+    # pays at 224 px and above.
+    "amp": False,
     "seed": 0,
 }
 
@@ -74,7 +83,8 @@ def run_demo(data_dir="input/synthetic", out="outputs/runs", recipe: dict | None
     recipe = {**DEMO_RECIPE, **(recipe or {})}
     config = TrainConfig(data=str(folder), out=str(out), device=device, progress=progress, **recipe)
     say(f"[2/3] training {config.backbone} on all six studies at {config.image_size} px: {config.freeze_epochs} "
-        f"epochs of the head on cached backbone features, then {config.epochs} of fine-tuning the whole net")
+        f"epochs of the head on backbone features computed once, then {config.epochs} epochs fine-tuning the "
+        "whole net (a few minutes on 2 CPU cores)")
     run_dir = train(config)
     summary = json.loads((Path(run_dir) / "summary.json").read_text(encoding="utf-8"))
     metrics = summary["test"]

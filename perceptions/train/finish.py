@@ -15,6 +15,7 @@ from perceptions.data.datasets import ImageScores
 from perceptions.train import run_folder as rf
 from perceptions.train.checkpoint import load_checkpoint
 from perceptions.train.config import TrainConfig
+from perceptions.train.distributed import predict_sharded
 from perceptions.train.prepare import TrainData, data_summary
 from perceptions.train.runtime import is_main_process
 
@@ -29,8 +30,10 @@ def test_predictions(net, preprocess, data: TrainData, config: TrainConfig, devi
     rows = data.rows("test")
     images = ImageScores(data.table["path"].to_numpy()[rows], data.targets[rows], eval_transform(preprocess),
                          preprocess.input_size, preprocess.resize_size)
-    raw = predict(net, images, device, precision, max(64, config.batch_size), config.workers, desc="test",
-                  progress=config.progress and is_main_process())
+    # Under torchrun each rank predicts every N-th test image and all ranks get every prediction, in order.
+    raw = predict_sharded(lambda ds: predict(net, ds, device, precision, max(64, config.batch_size),
+                                             config.workers, desc="test",
+                                             progress=config.progress and is_main_process()), images)
     scores = np.round(np.clip(raw, 1.0, 10.0), SCORE_DECIMALS)
     frame = prediction_frame(scores, data, rows)
     for j, s in enumerate(data.studies):

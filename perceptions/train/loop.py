@@ -26,12 +26,15 @@ from perceptions.errors import PerceptionsError
 from perceptions.train import run_folder as rf
 from perceptions.train.batches import (FeatureBatches, ImageBatches, images_per_batch, mix_seed, pair_order,
                                        regression_order)
-from perceptions.train.checkpoint import load_checkpoint, save_checkpoint
+from perceptions.train import distributed as dist
+from perceptions.train.checkpoint import load_checkpoint
+from perceptions.train.checkpoint import save_checkpoint as _save_checkpoint
 from perceptions.train.config import IDENTITY_FIELDS, MONITORS, TrainConfig
 from perceptions.train.losses import combined_loss, masked_regression_loss
-from perceptions.train.prepare import TrainData, prepare_data
+from perceptions.train.prepare import SKIPPED_FILE, TrainData, prepare_data
 from perceptions.train.runtime import (Precision, choose_device, choose_precision, cpu_threads, default_workers,
-                                       is_main_process, rng_state, seed_everything)
+                                       init_distributed, is_distributed, is_main_process, rank, rng_state,
+                                       seed_everything, world_size)
 
 MIN_LR_FRACTION = 0.02  # cosine decays to 2% of the peak, not to 0: the last steps still learn a little
 
@@ -39,6 +42,12 @@ MIN_LR_FRACTION = 0.02  # cosine decays to 2% of the peak, not to 0: the last st
 def log(message: str) -> None:
     if is_main_process():
         print(message, flush=True)
+
+
+def save_checkpoint(state: dict, path) -> None:
+    """Under torchrun only rank 0 writes (every rank holds the same weights)."""
+    if is_main_process():
+        _save_checkpoint(state, path)
 
 
 # ---------------------------------------------------------------------------------------------- schedule
@@ -103,8 +112,9 @@ class NetForward:
 
 def train_step(model_fn, batch, optimizer, scaler, config: TrainConfig, device, params) -> float:
     loss = batch_loss(model_fn, batch, config, device)
-    if not torch.isfinite(loss):
-        raise PerceptionsError(f"the training loss became {loss.item()}; the run stops (try a lower --lr, "
+    reported = dist.mean_over_ranks(loss)  # the loss itself in one process
+    if not torch.isfinite(reported):
+        raise PerceptionsError(f"the training loss became {reported.item()}; the run stops (try a lower --lr, "
                                "or --no-amp)")
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
@@ -113,7 +123,7 @@ def train_step(model_fn, batch, optimizer, scaler, config: TrainConfig, device, 
         torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
     scaler.step(optimizer)
     scaler.update()
-    return float(loss.detach())
+    return float(reported.detach())
 
 
 # ------------------------------------------------------------------------------------------- prediction
@@ -219,7 +229,7 @@ class StopRequest:
 
     def __call__(self, epoch: int, step: int) -> bool:
         asked = bool(self.should_stop and self.should_stop(epoch, step))
-        return asked or self.signalled
+        return dist.any_rank(asked or self.signalled)  # every rank stops after the same step
 
 
 # -------------------------------------------------------------------------------------------------- train
@@ -229,7 +239,17 @@ def train(config: TrainConfig, should_stop=None) -> Path:
 
     should_stop(epoch, step) -> bool, checked after every step, stops the run as Ctrl-C does: the state is
     saved to checkpoints/last.pt and KeyboardInterrupt is raised; `config.resume = run_dir` continues it.
+    Under `torchrun` the run spreads over the processes as distributed.py describes; files are rank 0's.
     """
+    owns_group = init_distributed(config.device)  # under torchrun; a no-op in one process
+    try:
+        return _train(config, should_stop)
+    finally:
+        if owns_group:
+            torch.distributed.destroy_process_group()
+
+
+def _train(config: TrainConfig, should_stop=None) -> Path:
     timings = {}
     started = time.perf_counter()
     resume_state, run_dir = None, None
@@ -251,19 +271,30 @@ def train(config: TrainConfig, should_stop=None) -> Path:
     net = net.to(device).to(memory_format=torch.channels_last)
     timings["prepare_s"] = time.perf_counter() - started
     if run_dir is None:
-        run_dir = rf.create_run_dir(config.out, config.backbone)
-        rf.write_json(run_dir / rf.CONFIG_FILE, {"config": config.to_dict(), "environment": rf.environment(),
-                                                 "data": data.counts(), "notes": data.notes})
+        def new_run_dir():
+            folder = rf.create_run_dir(config.out, config.backbone)
+            rf.write_json(folder / rf.CONFIG_FILE, {"config": config.to_dict(), "environment": rf.environment(),
+                                                    "data": data.counts(), "notes": data.notes,
+                                                    "world_size": world_size()})
+            return folder
+        run_dir = dist.on_main(new_run_dir)  # rank 0 creates it; the others get its path
+    if data.skipped is not None and len(data.skipped) and is_main_process():
+        data.skipped.to_csv(run_dir / SKIPPED_FILE, index=False)  # the note in the data line points here
     counts = data.counts()
     log(f"run folder: {run_dir}")
     log(f"data: {counts['train']} train / {counts['val']} val / {counts['test']} test images, studies "
         f"{', '.join(data.studies)}; {config.backbone} at {preprocess.input_size} px on {device} "
         f"({precision.name})" + "".join(f"; {n}" for n in data.notes))
 
-    state = {"epoch": 0, "pos": 0, "best": None, "best_epoch": 0, "stale": 0, "phase": None, "stopped_early": ""}
+    state = {"epoch": 0, "pos": 0, "best": None, "best_epoch": 0, "stale": 0, "phase": None, "stopped_early": "",
+             "epoch_losses": []}
     if resume_state is not None:
+        if int(resume_state.get("world_size", 1)) != world_size():
+            raise PerceptionsError(f"--resume {run_dir}: that run ran on {resume_state.get('world_size', 1)} "
+                                   f"process(es), this one on {world_size()}; resume with the same number "
+                                   "(batch sizes are per process)")
         net.load_state_dict(resume_state["model"])
-        state.update({k: resume_state[k] for k in state})
+        state.update({k: resume_state[k] for k in state if k in resume_state})
         log(f"resuming after epoch {state['epoch']}" + (f", step {state['pos']}" if state["pos"] else ""))
 
     phases = [("frozen", 1, config.freeze_epochs),
@@ -320,6 +351,7 @@ def train(config: TrainConfig, should_stop=None) -> Path:
 
     from perceptions.train.finish import finish_run
 
+    dist.barrier()  # rank 0's checkpoints and metrics are on disk before any rank reads them
     finish_run(run_dir, net, preprocess, data, config, device, precision, timings, started)
     return run_dir
 
@@ -348,19 +380,23 @@ def run_epoch(net, model_fn, source, optimizer, scaler, config, device, params, 
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                 m.eval()
     start = state["pos"] if state["epoch"] == epoch - 1 else 0
-    losses, seen, t0 = [], 0, time.perf_counter()
+    # A resumed epoch's train_loss averages the steps run before the interruption too, as an unbroken one does.
+    losses = [float(x) for x in state["epoch_losses"]] if start else []
+    seen, t0 = 0, time.perf_counter()
     bar = tqdm(total=schedule.steps, initial=start, desc=f"epoch {epoch}/{schedule.total_epochs}", unit="step",
                leave=False, disable=not (config.progress and is_main_process()), dynamic_ncols=True)
     for i, batch in enumerate(source.batches(epoch, start), start):
         set_lr(optimizer, lr_factor(schedule.step_of(epoch, i), schedule.total, schedule.warmup))
-        torch.manual_seed(mix_seed(config.seed, epoch, i, 91))  # dropout: a function of (seed, epoch, step)
+        # dropout: a function of (seed, epoch, step), and of the rank where ranks see different images
+        sharded = getattr(source, "world", 1) > 1
+        torch.manual_seed(mix_seed(config.seed, epoch, i, 91, *((rank(),) if sharded else ())))
         losses.append(train_step(model_fn, batch, optimizer, scaler, config, device, params))
         seen += images_per_batch(batch)
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.3f}", img_s=f"{seen / (time.perf_counter() - t0):.1f}")
         if stop(epoch, i + 1):
             bar.close()
-            state["pos"] = i + 1
+            state["pos"], state["epoch_losses"] = i + 1, losses
             save_checkpoint(checkpoint_state(net, optimizer, scaler, state, config), run_dir / rf.LAST)
             log(f"stopped in epoch {epoch} after step {i + 1}; saved {run_dir / rf.LAST}. Resume with:\n"
                 f"  perceptions train --resume {run_dir}")
@@ -395,15 +431,19 @@ def build_phase(phase, net, data: TrainData, preprocess, config: TrainConfig, de
 
         t0 = time.perf_counter()
         rows = np.concatenate([train_rows, val_rows])
-        loader = DataLoader(images(rows, eval_transform(preprocess)), batch_size=max(64, config.batch_size),
-                            num_workers=config.workers)
-        with tqdm(total=len(rows), desc="backbone features", unit="img", leave=False,
+        mine = dist.shard(images(rows, eval_transform(preprocess)))  # every N-th image under torchrun
+        loader = DataLoader(mine, batch_size=max(64, config.batch_size), num_workers=config.workers)
+        with tqdm(total=len(mine), desc="backbone features", unit="img", leave=False,
                   disable=not (config.progress and is_main_process())) as bar:
             cached = CachedFeatures.compute(net.backbone, loader, device, precision, bar)
+        if is_distributed():
+            cached = CachedFeatures(*(dist.gather_rows(t, len(rows))
+                                      for t in (cached.features, cached.targets, cached.ok)))
         timings["features_s"] = time.perf_counter() - t0
         log(f"backbone features of {len(rows)} images in {timings['features_s']:.1f} s")
+        # Every rank runs the same head steps on the whole global batch (cheap; no gradient exchange).
         source = FeatureBatches(cached, rows, order_fn(len(pairs) if pairs is not None else 0),
-                                config.head_batch_size, pairs, device)
+                                config.head_batch_size * world_size(), pairs, device)
         val_features = cached.features[len(train_rows):].to(device)
 
         def validate():
@@ -418,14 +458,33 @@ def build_phase(phase, net, data: TrainData, preprocess, config: TrainConfig, de
     batch_size = config.batch_size if pairs is None else max(1, config.batch_size // 2)
     source = ImageBatches(images(all_rows, augmented_transform(preprocess, config.augment)),
                           order_fn(pairs_per_epoch), batch_size, config.seed, config.workers, pairs,
-                          pin_memory=device.type == "cuda")
+                          pin_memory=device.type == "cuda", rank=rank(), world=world_size())
     val_images = images(val_rows, eval_transform(preprocess))
 
     def validate():
-        pred = predict(net, val_images, device, precision, max(64, config.batch_size), config.workers,
-                       desc="validate", progress=config.progress and is_main_process())
+        pred = dist.predict_sharded(  # each rank predicts every N-th image; all get all predictions
+            lambda ds: predict(net, ds, device, precision, max(64, config.batch_size), config.workers,
+                               desc="validate", progress=config.progress and is_main_process()), val_images)
         return validation_metrics(pred, data, val_rows, config)
+    if is_distributed():  # DDP averages the gradients across ranks during backward
+        # DDP syncs the parameters that require gradients when it is built: unfreeze the backbone first
+        # (make_optimizer, called next, sets the same).
+        net.set_backbone_trainable(config.backbone_lr_mult != 0)
+        return source, validate, dist.wrap_ddp(NetForwardModule(net, precision), device)
     return source, validate, NetForward(net, precision)
+
+
+class NetForwardModule(torch.nn.Module):
+    """NetForward as a module, so DistributedDataParallel can wrap it (DDP syncs what goes through forward)."""
+
+    def __init__(self, net, precision: Precision):
+        super().__init__()
+        self.net, self.precision = net, precision
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with self.precision.context():
+            features = self.net.features(x)
+        return self.net.head(features.float())
 
 
 def augmented_transform(preprocess, augment: str):
@@ -444,8 +503,9 @@ def augmented_transform(preprocess, augment: str):
 
 def checkpoint_state(net, optimizer, scaler, state: dict, config: TrainConfig) -> dict:
     return {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-            **{k: state[k] for k in ("epoch", "pos", "best", "best_epoch", "stale", "phase", "stopped_early")},
-            "config": config.to_dict(), "rng": rng_state()}
+            **{k: state[k] for k in ("epoch", "pos", "best", "best_epoch", "stale", "phase", "stopped_early",
+                                     "epoch_losses")},
+            "config": config.to_dict(), "rng": rng_state(), "world_size": world_size()}
 
 
 def epoch_line(row: dict, total_epochs: int, monitor: str, is_best: bool) -> str:

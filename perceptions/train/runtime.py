@@ -1,7 +1,8 @@
 """Where a run executes: device, numeric precision, seeds, RNG state and process rank, in one place.
 
 The loop asks this module for a device and a precision context and never branches on either itself
-(nanoGPT's habit), so running under `torchrun` later means changing this file, not the loop.
+(nanoGPT's habit). Under `torchrun`, init_distributed joins the process group and the device becomes
+cuda:LOCAL_RANK; how the loop splits its work over the processes is in distributed.py.
 """
 from __future__ import annotations
 
@@ -81,7 +82,9 @@ def default_workers(device: torch.device) -> int:
     take a core from the net); on a GPU enough to keep it fed."""
     if device.type == "cpu":
         return 0
-    return max(2, min(8, (os.cpu_count() or 2) - 1))
+    # Under torchrun the node's cores are shared by its LOCAL_WORLD_SIZE ranks.
+    per_rank = (os.cpu_count() or 2) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(2, min(8, per_rank - 1))
 
 
 def seed_everything(seed: int) -> None:
@@ -125,6 +128,21 @@ def _python_state_to_plain(s) -> dict:
 
 def _python_state_from_plain(d) -> tuple:
     return (d["version"], tuple(int(x) for x in d["internal"].tolist()), d["gauss"])
+
+
+def init_distributed(device_spec: str = "auto") -> bool:
+    """Join the process group torchrun describes in the environment (WORLD_SIZE > 1); True when this call
+    created it (the caller then destroys it). nccl with one GPU per rank (cuda:LOCAL_RANK) when the run is on
+    CUDA, gloo on CPU. The timeout is long: rank 0 alone writes plots and the package while the others wait."""
+    from datetime import timedelta
+
+    if is_distributed() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    use_cuda = device_spec in ("auto", "cuda") and torch.cuda.is_available()
+    if use_cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    torch.distributed.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(hours=1))
+    return True
 
 
 def is_distributed() -> bool:
