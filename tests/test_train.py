@@ -69,6 +69,21 @@ def test_one_training_step_lowers_the_loss_on_a_fixed_batch(tiny_city):
     assert loss_now() < before
 
 
+def test_a_nan_loss_stops_the_run_with_a_clear_error():
+    from perceptions.errors import PerceptionsError
+    from perceptions.nets.perception_net import PerceptionHead
+    from perceptions.train.loop import train_step
+
+    head = PerceptionHead(4, 2)
+    optimizer = torch.optim.AdamW(head.parameters())
+    features = torch.tensor([[1.0, float("nan"), 0.0, 0.0]] * 2)
+    batch = (features, torch.ones(2, 2), torch.ones(2, dtype=torch.bool))
+    config = TrainConfig(data="unused")
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    with pytest.raises(PerceptionsError, match="loss became nan"):
+        train_step(head, batch, optimizer, scaler, config, "cpu", list(head.parameters()))
+
+
 def test_lr_schedule_warms_up_then_decays():
     from perceptions.train.loop import MIN_LR_FRACTION, lr_factor
 

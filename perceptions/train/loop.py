@@ -33,8 +33,8 @@ from perceptions.train.config import IDENTITY_FIELDS, MONITORS, TrainConfig
 from perceptions.train.losses import combined_loss, masked_regression_loss
 from perceptions.train.prepare import SKIPPED_FILE, TrainData, prepare_data
 from perceptions.train.runtime import (Precision, choose_device, choose_precision, cpu_threads, default_workers,
-                                       init_distributed, is_distributed, is_main_process, rank, rng_state,
-                                       seed_everything, world_size)
+                                       init_distributed, is_distributed, is_main_process, keep_freed_memory, rank,
+                                       rng_state, seed_everything, world_size)
 
 MIN_LR_FRACTION = 0.02  # cosine decays to 2% of the peak, not to 0: the last steps still learn a little
 
@@ -260,6 +260,8 @@ def _train(config: TrainConfig, should_stop=None) -> Path:
     precision = choose_precision(device, config.amp)
     if config.workers is None:
         config = config.replace(workers=default_workers(device))
+    if device.type == "cpu":
+        keep_freed_memory()
     seed_everything(config.seed)
     from perceptions.nets.perception_net import build_net
 

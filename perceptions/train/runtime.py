@@ -6,8 +6,10 @@ cuda:LOCAL_RANK; how the loop splits its work over the processes is in distribut
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import random
+import sys
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
@@ -160,6 +162,24 @@ def world_size() -> int:
 def is_main_process() -> bool:
     """Only rank 0 writes files and prints progress."""
     return rank() == 0
+
+
+def keep_freed_memory() -> None:
+    """Let glibc keep freed activation buffers instead of returning them to the OS after every step.
+
+    By default every buffer above 128 KB is mmap-ed and unmapped again, so each training step page-faults its
+    activations back in: measured at ~15% of a CPU step's time (mostly system time). Raising malloc's mmap and
+    trim thresholds keeps them in the heap. Process-wide and harmless elsewhere; a no-op without glibc.
+    """
+    if sys.platform != "linux":
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+        libc.mallopt(m_mmap_threshold, 1 << 30)
+        libc.mallopt(m_trim_threshold, (1 << 31) - 1)
+    except (OSError, AttributeError):
+        pass
 
 
 @contextmanager
