@@ -50,6 +50,21 @@ def test_full_package_round_trip(tmp_path, trained):
     assert "safe, wealthy" in card and "efficientnet_lite0" in card and "Intended use" in card
 
 
+def test_half_backbone_package_is_half_the_size_and_scores_alike(tmp_path, trained):
+    net, pre = trained
+    full = save_package(tmp_path / "full", net, pre, SCALING, META)
+    half = save_package(tmp_path / "half", net, pre, SCALING, META, half_backbone=True)
+    size = (half / WEIGHTS_FILE).stat().st_size / (full / WEIGHTS_FILE).stat().st_size
+    assert 0.45 < size < 0.55
+    loaded, meta = load_package(half)
+    assert meta["backbone_dtype"] == "float16"
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())   # cast back on load
+    assert torch.equal(loaded.head.linear.weight, net.head.linear.weight)  # the head is stored exactly
+    with torch.inference_mode():
+        a, b = loaded(images()), net(images())
+    assert not torch.equal(a, b) and torch.allclose(a, b, rtol=1e-2, atol=1e-2)
+
+
 def test_head_only_package_is_small_and_rebuilds_the_packaged_backbone(tmp_path):
     torch.manual_seed(0)
     net, pre = build_net("efficientnet_lite0", ["beautiful"], weights="packaged")
