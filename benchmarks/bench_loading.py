@@ -2,7 +2,7 @@
 
 Ours: the predict pipeline's loader as `perceptions predict` builds it (`perceptions.predict.ImageItems` with
 the backbone's eval transform: JPEG draft decoding, resize and centre crop on uint8 tensors, normalisation to
-float32 at 224 px; DataLoader with `default_workers()` workers, prefetch 4).
+float32 at 224 px; DataLoader with one worker, as the original, prefetch 4).
 Original (Recode Perceptions): PIL image -> numpy float64 -> tensor -> Resize(256) on the float tensor ->
 CenterCrop(224) -> Normalize, in a DataLoader with one worker.
 Both produce (B, 3, 224, 224) float32 batches from the same 400x300 JPEGs; alternated, median quoted. Each
@@ -99,14 +99,12 @@ def decode_only(paths, min_side: int):
 
 
 def run(quick: bool = False, n_images: int | None = None, repeats: int | None = None, passes: int = 2) -> dict:
-    from perceptions.predict import default_workers
-
     n_images = n_images or (64 if quick else 256)
     repeats = repeats or (1 if quick else 3)
     city = bench_city()
     files = city_images(city, n_images)
     paths = files * passes
-    workers = default_workers()
+    workers = 1  # the original's: the same resources on both sides
     ours_shape, original_shape = [], []
     ours, pre = ours_loader(paths, workers)
     cases = {"ours": drain(ours, ours_shape), "original": drain(original_loader(paths, 1), original_shape),
@@ -125,7 +123,7 @@ def run(quick: bool = False, n_images: int | None = None, repeats: int | None = 
         "title": "Data loading: ours vs the original approach (same JPEGs, same output size)",
         "inputs": {"images": n, "files": len(files), "passes": passes, "jpeg": "400x300 synthetic street scenes", "batch_size": BATCH_SIZE,
                    "ours": f"ImageItems + eval_transform ({pre.interpolation}, resize {pre.resize_size}, crop "
-                           f"{pre.input_size}), DataLoader workers={workers} (predict's default_workers())",
+                           f"{pre.input_size}), DataLoader workers={workers}",
                    "original": "PIL -> numpy float64 -> tensor -> Resize(256, bilinear, antialias) on float64 -> "
                                "CenterCrop(224) -> Normalize, DataLoader workers=1",
                    "output": {"ours": ours_shape[0] if ours_shape else None,

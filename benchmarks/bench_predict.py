@@ -65,29 +65,14 @@ def bare_inference(model, batch_sizes: list[int], seed: int = 0):
     return infer, precision.name
 
 
-def with_threads(fn, threads: int):
-    import torch
-
-    def go():
-        saved = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
-            return fn()
-        finally:
-            torch.set_num_threads(saved)
-    return go
-
-
 def run(quick: bool = False, n_images: int | None = None, repeats: int | None = None,
         workers: tuple[int, ...] | None = None) -> dict:
-    import torch
-
     from perceptions.predict import default_workers, load_model, predict_paths
 
     n_images = n_images or (64 if quick else 192)
     repeats = repeats or (1 if quick else 3)
     default = default_workers()
-    workers = workers if workers is not None else ((default,) if quick else tuple(dict.fromkeys((default, 0))))
+    workers = workers if workers is not None else ((default,) if quick else tuple(dict.fromkeys((default, 0, 1))))
     city = bench_city()
     paths = city_images(city, n_images)
     model = load_model(bench_package(), device="cpu")
@@ -95,21 +80,13 @@ def run(quick: bool = False, n_images: int | None = None, repeats: int | None = 
     infer, precision = bare_inference(model, sizes)
     rows = []
 
-    def predict(w, threads: int | None = None):
+    def predict(w):
         def go():
             df, skipped = predict_paths(model, paths, batch_size=BATCH_SIZE, num_workers=w, progress=False)
             rows.append((len(df), len(skipped)))
-        return with_threads(go, threads) if threads else go
+        return go
 
     cases = {"bare": infer, **{f"predict workers={w}": predict(w) for w in workers}}
-    # A proposal, measured beside the default: leave the decoding workers their own cores (the net on the rest)
-    # instead of running torch's threads on every core while the workers decode.
-    threads = torch.get_num_threads()
-    proposal = f"predict workers={default}, net threads={threads - default} (proposal)"
-    bare_proposal = f"bare, net threads={threads - default}"
-    if not quick and 0 < default < threads:
-        cases[proposal] = predict(default, threads - default)
-        cases[bare_proposal] = with_threads(infer, threads - default)
     infer()  # warm-up: oneDNN builds its kernels for each batch shape once (the JPEGs are in the page cache)
     times = alternate(cases, repeats=repeats, warmup=0)
     n = len(paths)
@@ -119,13 +96,6 @@ def run(quick: bool = False, n_images: int | None = None, repeats: int | None = 
         key = f"predict workers={w}"
         ratios[w] = paired_ratio(times[key], n, times["bare"], n)
         figures[key] = {**rate(times[key], n), "efficiency": ratios[w]}
-    if proposal in times:
-        # Its efficiency is against the bare net on the same number of threads; vs_default_ceiling compares it
-        # with the default ceiling (all threads), i.e. how much faster predict would be.
-        figures[bare_proposal] = rate(times[bare_proposal], n)
-        figures[proposal] = {**rate(times[proposal], n),
-                             "efficiency": paired_ratio(times[proposal], n, times[bare_proposal], n),
-                             "vs_default_ceiling": paired_ratio(times[proposal], n, times["bare"], n)}
     headline = ratios[default]
     best_w = max(ratios, key=ratios.get)
     return {

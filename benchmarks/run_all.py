@@ -193,10 +193,7 @@ def _ceiling(benches: dict) -> list[str]:
             case = f.get("pipeline", f)
             ceiling = f["bare_step"]["per_s_median"] if "bare_step" in f else b["figures"]["bare_inference"][
                 "per_s_median"]
-            if "vs_default_ceiling" in f:  # measured against the bare net on its own thread count
-                threads = name.split("net threads=")[1].split()[0]
-                ceiling = b["figures"][f"bare, net threads={threads}"]["per_s_median"]
-            default = name.endswith(f"workers={b['inputs']['default_workers']}")
+            default = name.endswith(f"={b['inputs']['default_workers']}")
             rows.append(f"| {label}, {name.replace('predict ', '')}{' (default)' if default else ''} | "
                         f"{case['per_s_median']:.2f} | {ceiling:.2f} | {100 * f['efficiency']:.0f}% | "
                         f"{100 * (1 - f['efficiency']):.0f}% |")
@@ -254,13 +251,6 @@ def _section_predict(b: dict) -> list[str]:
     for name, f in b["figures"].items():
         out.append(f"| {name} | {f['per_s_median']:.2f} | {f['per_s_min']:.2f} | {f['per_s_max']:.2f} | "
                    f"{_num(f.get('efficiency'), 3) if 'efficiency' in f else 'ceiling'} |")
-    proposal = next((k for k, f in b["figures"].items() if "vs_default_ceiling" in f), None)
-    if proposal:
-        f = b["figures"][proposal]
-        out += ["", f"The proposal (decoding workers keep their own core; the net runs on the others) reaches "
-                    f"{f['vs_default_ceiling']:.2f}x the default ceiling's images/s (above 1: torch's threads on "
-                    "every core plus a worker oversubscribed the cores; below 1: the net is worth more cores than "
-                    "decoding needs). Its efficiency is against the bare net on the same number of threads."]
     return out
 
 

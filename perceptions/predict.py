@@ -22,9 +22,13 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "model"
 SCORE_DECIMALS = 4  # the 1..10 scale to 1e-4: finer than bf16 resolves, and stable across batch shapes
 
 
-def default_workers() -> int:
-    """Decoding runs ~5-10x faster than the net per core, so a few workers keep up; leave cores to the net
-    (and, under torchrun, to the other processes on this machine)."""
+def default_workers(device="cpu") -> int:
+    """Decoding processes for predict. None on a CPU, as in training: the net's threads already use every core,
+    and a worker that takes one stalls them all (measured on 2 cores at 224 px: 0.79 of the bare net's images/s
+    decoding in-process between batches, 0.62 with one worker; `benchmarks/bench_predict.py`). On a GPU a few
+    workers keep it fed; under torchrun the node's cores are shared by its processes."""
+    if torch.device(device).type == "cpu":
+        return 0
     cores = (os.cpu_count() or 2) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     return max(1, min(4, cores // 2))
 
@@ -170,7 +174,7 @@ def iter_batches(model: PerceptionModel, items, batch_size=64, num_workers=None,
 
     if batch_size < 1:
         raise PerceptionsError(f"--batch-size must be at least 1, got {batch_size}")
-    num_workers = default_workers() if num_workers is None else int(num_workers)
+    num_workers = default_workers(model.device) if num_workers is None else int(num_workers)
     num_workers = min(num_workers, max(0, (len(items) + batch_size - 1) // batch_size))
     prec = resolve_precision(model.device, precision)
     dataset = ImageItems(items, model.transform, model.preprocess.resize_size)

@@ -173,3 +173,27 @@ def test_evaluate_command_end_to_end(tmp_path, capsys):
         assert again[s]["spearman"] == pytest.approx(written[s]["spearman"])
     # a second run does not overwrite the JSON without --overwrite
     assert main(["evaluate", "--model", str(package), "--data", str(data_dir), "--json", str(out)]) == 2
+
+
+def test_unreadable_test_images_do_not_raise_a_false_count_note(tmp_path):
+    """Training leaves unreadable images out after the split and records the readable count; evaluate must
+    see that as the same data, and only a different folder as different."""
+    data_dir = tmp_path / "data"
+    make_data_folder(data_dir, n_images=30)
+    spec = {"method": "random", "seed": 1, "val_frac": 0.1, "test_frac": 0.4}
+    labels = E.load_evaluation_data(data_dir, STUDIES).labels
+    test_paths = labels["path"][(split_labels(labels, **spec) == "test").to_numpy()].tolist()
+    package = make_package(tmp_path / "model", data_dir, spec)
+    meta_file = package / "model.json"
+    meta = json.loads(meta_file.read_text())
+    meta["data"]["counts"]["test"] -= 1           # as training records it: one test image was unreadable
+    meta_file.write_text(json.dumps(meta))
+    with open(test_paths[0], "r+b") as f:         # ... and it is unreadable here too
+        f.truncate(10)
+    result = E.evaluate_model_details(package, data_dir, num_workers=0, batch_size=8, progress=False)
+    assert len(result.skipped) == 1
+    assert not any("trained with" in n for n in result.notes)
+    meta["data"]["counts"]["test"] -= 1           # a count that no reading of this folder gives
+    meta_file.write_text(json.dumps(meta))
+    result = E.evaluate_model_details(package, data_dir, num_workers=0, batch_size=8, progress=False)
+    assert any("trained with 10 test images" in n for n in result.notes)

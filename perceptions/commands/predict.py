@@ -16,7 +16,7 @@ def add_arguments(parser):
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--workers", type=int, default=None,
-                        help="image-decoding processes; None: half the cores, at most 4; 0: decode in-process")
+                        help="image-decoding processes; default: none on a CPU (decode between batches), half the cores (at most 4) on a GPU")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                         help="auto: bf16 where the CPU/GPU runs it natively, else fp32")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
