@@ -1,6 +1,6 @@
 """Run every benchmark and write benchmarks/results.json and benchmarks/RESULTS.md (what `make bench` does).
 
-    .venv/bin/python -m benchmarks.run_all            # the full set, ~15 minutes on 2 CPU cores
+    .venv/bin/python -m benchmarks.run_all            # the full set, ~8 minutes on 2 quiet CPU cores
     .venv/bin/python -m benchmarks.run_all --quick    # a smoke run on tiny inputs, written to benchmarks/_work/quick/
     .venv/bin/python -m benchmarks.run_all --only loading,predict
     .venv/bin/python -m benchmarks.run_all --render   # rewrite RESULTS.md from results.json
@@ -251,6 +251,11 @@ def _section_predict(b: dict) -> list[str]:
     for name, f in b["figures"].items():
         out.append(f"| {name} | {f['per_s_median']:.2f} | {f['per_s_min']:.2f} | {f['per_s_max']:.2f} | "
                    f"{_num(f.get('efficiency'), 3) if 'efficiency' in f else 'ceiling'} |")
+    out += ["", "Why below the ceiling: on a CPU the net's threads already use every core, so by default predict decodes "
+                "and resizes each batch in the main process between forward passes (workers=0), and the share below "
+                "the ceiling is that loading time (section 3, 'ours in process', per image on one core, against the "
+                "net's time per image above). A decoding worker overlaps loading with the net but takes one of the "
+                "net's cores (workers=1). With a GPU, or cores to spare, workers overlap loading at little cost."]
     return out
 
 
