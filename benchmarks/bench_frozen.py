@@ -9,11 +9,8 @@ epoch decodes, augments and back-propagates through the whole net. Epochs of the
 """
 from __future__ import annotations
 
-import argparse
-import json
-
 from benchmarks.bench_train_pipeline import PhaseRunner, training_setup
-from benchmarks.common import alternate, bench_city, median
+from benchmarks.common import alternate, bench_city, median, run_as_script
 
 
 def run(quick: bool = False, n_images: int | None = None, repeats: int | None = None,
@@ -68,12 +65,5 @@ def run(quick: bool = False, n_images: int | None = None, repeats: int | None = 
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    print(json.dumps(run(quick=args.quick), indent=2))
-
-
 if __name__ == "__main__":
-    main()
+    run_as_script(run, __doc__)

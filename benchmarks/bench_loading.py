@@ -15,11 +15,9 @@ Target: >= 5x.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 
-from benchmarks.common import alternate, bench_city, city_images, paired_ratio, rate, verdict
+from benchmarks.common import alternate, bench_city, city_images, paired_ratio, rate, run_as_script, verdict
 
 TARGET = 5.0
 BATCH_SIZE = 64  # predict's default
@@ -146,12 +144,5 @@ def run(quick: bool = False, n_images: int | None = None, repeats: int | None = 
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    print(json.dumps(run(quick=args.quick), indent=2))
-
-
 if __name__ == "__main__":
-    main()
+    run_as_script(run, __doc__)

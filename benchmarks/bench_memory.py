@@ -10,11 +10,9 @@ A bare `import torch, perceptions` process gives the fixed cost of the interpret
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 
-from benchmarks.common import WORK, bench_city, peak_rss
+from benchmarks.common import WORK, bench_city, peak_rss, run_as_script
 
 
 def run(quick: bool = False, train_images: int | None = None) -> dict:
@@ -50,12 +48,5 @@ def run(quick: bool = False, train_images: int | None = None) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    print(json.dumps(run(quick=args.quick), indent=2))
-
-
 if __name__ == "__main__":
-    main()
+    run_as_script(run, __doc__)

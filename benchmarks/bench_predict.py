@@ -10,10 +10,7 @@ Efficiency = case / ceiling (target >= 0.90); also measured with other worker co
 """
 from __future__ import annotations
 
-import argparse
-import json
-
-from benchmarks.common import WORK, alternate, bench_city, city_images, paired_ratio, rate, verdict
+from benchmarks.common import WORK, alternate, bench_city, city_images, paired_ratio, rate, run_as_script, verdict
 
 TARGET = 0.90
 BATCH_SIZE = 64  # predict's default
@@ -116,12 +113,5 @@ def run(quick: bool = False, n_images: int | None = None, repeats: int | None = 
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    print(json.dumps(run(quick=args.quick), indent=2))
-
-
 if __name__ == "__main__":
-    main()
+    run_as_script(run, __doc__)

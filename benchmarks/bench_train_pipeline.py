@@ -13,11 +13,9 @@ outside load hits both alike.
 """
 from __future__ import annotations
 
-import argparse
-import json
 from dataclasses import dataclass
 
-from benchmarks.common import alternate, bench_city, paired_ratio, rate, timed, verdict
+from benchmarks.common import alternate, bench_city, paired_ratio, rate, timed, run_as_script, verdict
 
 TARGET = 0.90
 
@@ -251,12 +249,5 @@ def run(quick: bool = False, workers: tuple[int, ...] | None = None, repeats: in
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    print(json.dumps(run(quick=args.quick), indent=2))
-
-
 if __name__ == "__main__":
-    main()
+    run_as_script(run, __doc__)

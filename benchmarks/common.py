@@ -27,6 +27,16 @@ REPO = BENCH_DIR.parent
 
 # ------------------------------------------------------------------------------------------------ timing
 
+def run_as_script(run, doc: str) -> None:
+    """`python -m benchmarks.bench_<name> [--quick]`: run one benchmark and print its figures as JSON."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny inputs, one repetition")
+    args = parser.parse_args()
+    print(json.dumps(run(quick=args.quick), indent=2))
+
+
 def median(values) -> float:
     return float(statistics.median(values))
 
