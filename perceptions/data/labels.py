@@ -7,8 +7,9 @@
   `random` shuffles locations; `city` holds whole cities out for test and draws val from the other cities.
 - `Scaling` is fitted on the training split only: min-max to 1..10 (clipped outside), and decile edges from the
   training distribution of the scaled scores.
-- `oversample_index` balances deciles in training. With several studies it cycles through them: the index is
-  the concatenation of one decile-balanced index per study, shuffled (see its docstring).
+- `oversample_index` balances the rounded 1..10 score bins in training, as the original project did, so the rare
+  extremes of the scale are seen as often as the crowded middle. With several studies it cycles through them:
+  the index is the concatenation of one bin-balanced index per study, shuffled (see its docstring).
 """
 from __future__ import annotations
 
@@ -184,20 +185,27 @@ class Scaling:
         return cls(params)
 
 
-def _raw_deciles(raw: np.ndarray) -> np.ndarray:
-    """Deciles 1..10 of finite raw scores within their own distribution (min-max scaling keeps the order)."""
-    edges = np.quantile(raw, np.arange(1, 10) / 10)
-    return np.searchsorted(edges, raw, side="right") + 1
+def _score_bins(raw: np.ndarray) -> np.ndarray:
+    """Bins 1..10 of finite raw scores: min-max scaled to 1..10 and rounded (Scaling.fit's scale on the training
+    rows). Equal-width bins, so the extremes hold few images; quantile deciles would hold ~10% each and give
+    oversampling nothing to do."""
+    lo, hi = raw.min(), raw.max()
+    if hi <= lo:
+        return np.ones(len(raw), dtype=np.int64)
+    return np.rint(SCALE_LOW + (SCALE_HIGH - SCALE_LOW) * (raw - lo) / (hi - lo)).astype(np.int64)
 
 
 def oversample_index(train_table: pd.DataFrame, studies, seed: int) -> np.ndarray:
-    """Row positions into `train_table` in which every decile of every study is equally represented.
+    """Row positions into `train_table` in which every rounded 1..10 score bin of every study is equally
+    represented.
 
-    For each study (cycling through them), its scored rows are grouped by decile and every decile is topped up
-    to the size of the largest by drawing extra rows with replacement; every scored row appears at least once.
-    The per-study indexes are concatenated and shuffled, so the index has about (number of studies) x (rows)
-    entries, and any prefix of it is itself balanced in expectation (take a prefix for a shorter epoch).
-    Rows with no score for any of `studies` appear once.
+    For each study (cycling through them), its scored rows are grouped by bin (`_score_bins`) and every bin is
+    topped up to the size of the largest by drawing extra rows with replacement; every scored row appears at
+    least once. A bin of a few extreme images is repeated many times: that is the point (the net sees the ends of
+    the scale as often as the middle) and the risk (it may memorise those images). The per-study indexes are
+    concatenated and shuffled, so the index has about (number of studies) x (bins) x (largest bin) entries, and
+    any prefix of it is itself balanced in expectation (take a prefix for a shorter epoch). Rows with no score for
+    any of `studies` appear once.
     """
     rng = np.random.default_rng(seed)
     names = parse_studies(studies)
@@ -211,8 +219,8 @@ def oversample_index(train_table: pd.DataFrame, studies, seed: int) -> np.ndarra
         if rows.size == 0:
             continue
         scored_any[rows] = True
-        deciles = _raw_deciles(raw[rows])
-        groups = [rows[deciles == d] for d in range(1, 11) if np.any(deciles == d)]
+        bins = _score_bins(raw[rows])
+        groups = [rows[bins == b] for b in range(1, 11) if np.any(bins == b)]
         target = max(len(g) for g in groups)
         for g in groups:
             parts.append(g)

@@ -31,7 +31,7 @@ def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
 def regression_order(train_rows: np.ndarray, table: pd.DataFrame, studies, oversample: bool, seed: int,
                      epoch: int) -> np.ndarray:
     """Row positions for one regression epoch: a permutation of the training rows, or (oversample) as many
-    rows drawn from labels.oversample_index, which balances the deciles of every study."""
+    rows drawn from labels.oversample_index, which balances the rounded 1..10 score bins of every study."""
     rng = epoch_rng(seed, epoch)
     if not oversample:
         return rng.permutation(train_rows)
