@@ -52,14 +52,26 @@ def ours_loader(paths, workers: int):
     """The loader `perceptions.predict.iter_batches` builds, minus the net."""
     from torch.utils.data import DataLoader
 
-    from perceptions.data.images import eval_transform
+    from perceptions.data.images import NormalizeUint8, eval_transform
     from perceptions.nets.backbones import create_backbone
     from perceptions.predict import ImageItems, collate_items
 
     _, pre, _ = create_backbone("efficientnet_lite0", weights="none")
-    dataset = ImageItems(list(paths), eval_transform(pre), pre.resize_size)
-    return DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=False, num_workers=workers, collate_fn=collate_items,
-                      prefetch_factor=4 if workers else None, persistent_workers=False), pre
+    dataset = ImageItems(list(paths), eval_transform(pre, normalize=False), pre.resize_size)
+    loader = DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=False, num_workers=workers, collate_fn=collate_items,
+                        prefetch_factor=4 if workers else None, persistent_workers=False)
+    return NormalizedBatches(loader, NormalizeUint8(pre.mean, pre.std)), pre
+
+
+class NormalizedBatches:
+    """predict's batches as the net gets them: uint8 crops normalised batch by batch in the main process, as
+    `PerceptionModel.score_batch` does."""
+
+    def __init__(self, loader, normalize):
+        self.loader, self.normalize = loader, normalize
+
+    def __iter__(self):
+        return (self.normalize(tensor) for _, tensor, _ in self.loader)
 
 
 def original_loader(paths, workers: int):

@@ -8,7 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from perceptions.data.images import (ImageError, Preprocess, eval_transform, open_rgb, train_transform)
+from perceptions.data.images import (ImageError, NormalizeUint8, Preprocess, eval_transform, open_rgb,
+                                     train_transform)
 from perceptions.errors import PerceptionsError
 
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
@@ -192,3 +193,19 @@ def test_train_transform_is_random_but_shaped():
     # No colour jitter: every output pixel is still (close to) red or blue, never a new colour.
     pixels = torch.cat([o.reshape(3, -1) for o in outs], dim=1)
     assert pixels[1].max() <= -0.95                        # green stays at 0 (-1 after normalising)
+
+
+def test_normalising_a_channels_last_batch_equals_normalising_each_image():
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    normalize = NormalizeUint8(mean, std)
+    batch = torch.randint(0, 256, (5, 3, 24, 40), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    expected = (batch.float() / 255 - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+    per_image = torch.stack([normalize(image) for image in batch])
+    for layout in (torch.contiguous_format, torch.channels_last):
+        out = normalize(batch.contiguous(memory_format=layout))
+        assert torch.equal(out, per_image) and torch.allclose(out, expected, atol=1e-5)
+        assert out.is_contiguous(memory_format=layout)  # the layout the net runs in is kept
+    smaller = normalize(batch[:, :, :12, :20].contiguous(memory_format=torch.channels_last))  # a new shape
+    assert torch.equal(smaller, per_image[:, :, :12, :20])
+    uint8_crop = eval_transform(Preprocess(input_size=32), normalize=False)(Image.new("RGB", (64, 48), (9, 99, 199)))
+    assert uint8_crop.dtype == torch.uint8 and uint8_crop.shape == (3, 32, 32)

@@ -66,6 +66,20 @@ def test_batching_and_workers_do_not_change_results(model, pictures):
     pd.testing.assert_frame_equal(one_batch, workers)
 
 
+def test_batch_normalisation_gives_the_per_image_transform_scores(model, pictures):
+    """predict normalises uint8 batches in score_batch; explain and users normalise each image with
+    model.transform: the scores must be the same numbers."""
+    import torch
+
+    from perceptions.data.images import open_rgb
+    from perceptions.predict import resolve_precision
+
+    df, _ = _fp32(model, pictures, batch_size=8, num_workers=0)
+    images = torch.stack([model.transform(open_rgb(p, min_side=model.preprocess.resize_size)) for p in pictures])
+    expected = model.score_batch(images, resolve_precision(model.device, "fp32"))
+    assert np.array_equal(df[SCORE_COLUMNS].to_numpy(), expected)
+
+
 def test_bf16_backbone_stays_close_to_fp32(model, pictures):
     exact, _ = _fp32(model, pictures[:6], num_workers=0)
     fast, _ = predict_paths(model, pictures[:6], num_workers=0, progress=False, precision="bf16")

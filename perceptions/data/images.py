@@ -186,28 +186,48 @@ def _interpolation(pre: Preprocess):
 
 
 class NormalizeUint8:
-    """uint8 (C, H, W) -> float32 (x / 255 - mean) / std in place, faster than ToDtype + Normalize."""
+    """uint8 (C, H, W) -> float32 (x / 255 - mean) / std, faster than ToDtype + Normalize. Also takes a
+    channels_last batch (B, C, H, W), as predict's loader stacks it, on any device."""
 
     def __init__(self, mean, std):
         import torch
 
-        std_t = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
-        self.scale = 1.0 / (255.0 * std_t)
-        self.shift = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1) / std_t
+        std_t = torch.tensor(std, dtype=torch.float32)
+        self.scale = (1.0 / (255.0 * std_t)).view(-1, 1, 1)
+        self.shift = (torch.tensor(mean, dtype=torch.float32) / std_t).view(-1, 1, 1)
+        self._pixel_pattern = None  # (H, W, device, scale, shift) of the last batch shape
 
     def __call__(self, image):
         import torch
 
+        if image.ndim == 4 and image.permute(0, 2, 3, 1).is_contiguous():
+            return self._channels_last_batch(image)
         # PILToTensor yields a channels-last view; the broadcast ops run 3x faster on a contiguous copy.
         pixels = image.as_subclass(torch.Tensor).to(torch.float32).contiguous()
-        return pixels.mul_(self.scale).sub_(self.shift)
+        return pixels.mul_(self.scale.to(pixels.device)).sub_(self.shift.to(pixels.device))
+
+    def _channels_last_batch(self, batch):
+        """On (B, H, W, C) memory a per-channel factor repeats every 3 values, which the vectorised kernels do
+        not handle well; a full (H, W, C) pattern of factors makes both ops plain contiguous sweeps (~25% faster
+        here than broadcasting)."""
+        import torch
+
+        pixels = batch.as_subclass(torch.Tensor).permute(0, 2, 3, 1).to(torch.float32)
+        h, w = pixels.shape[1:3]
+        cached = self._pixel_pattern
+        if cached is None or cached[:3] != (h, w, pixels.device):
+            scale, shift = (t.view(-1).to(pixels.device).repeat(h * w).view(h, w, -1)
+                            for t in (self.scale, self.shift))
+            cached = self._pixel_pattern = (h, w, pixels.device, scale, shift)
+        return pixels.mul_(cached[3]).sub_(cached[4]).permute(0, 3, 1, 2)
 
     def __repr__(self):
         return f"{type(self).__name__}()"
 
 
-def eval_transform(pre: Preprocess):
-    """PIL RGB -> normalised float tensor (3, S, S): shorter side to input_size/crop_pct, centre crop."""
+def eval_transform(pre: Preprocess, normalize: bool = True):
+    """PIL RGB -> normalised float tensor (3, S, S): shorter side to input_size/crop_pct, centre crop.
+    normalize=False stops at the uint8 crop, for a loader that normalises whole batches (`NormalizeUint8`)."""
     from torchvision.transforms import v2
 
     # Resize and crop on uint8 tensors (torch's vectorised antialiased kernels are ~5x faster than PIL's
@@ -216,7 +236,7 @@ def eval_transform(pre: Preprocess):
         v2.PILToTensor(),
         v2.Resize(pre.resize_size, interpolation=_interpolation(pre), antialias=True),
         v2.CenterCrop(pre.input_size),
-        NormalizeUint8(pre.mean, pre.std),
+        *([NormalizeUint8(pre.mean, pre.std)] if normalize else []),
     ])
 
 
