@@ -195,7 +195,7 @@ class NormalizeUint8:
         std_t = torch.tensor(std, dtype=torch.float32)
         self.scale = (1.0 / (255.0 * std_t)).view(-1, 1, 1)
         self.shift = (torch.tensor(mean, dtype=torch.float32) / std_t).view(-1, 1, 1)
-        self._pixel_pattern = None  # (H, W, device, scale, shift) of the last batch shape
+        self._patterns = {}  # (H, W, device) of the last batch shape -> (scale, shift) over (H, W, C)
 
     def __call__(self, image):
         import torch
@@ -214,12 +214,12 @@ class NormalizeUint8:
 
         pixels = batch.as_subclass(torch.Tensor).permute(0, 2, 3, 1).to(torch.float32)
         h, w = pixels.shape[1:3]
-        cached = self._pixel_pattern
-        if cached is None or cached[:3] != (h, w, pixels.device):
-            scale, shift = (t.view(-1).to(pixels.device).repeat(h * w).view(h, w, -1)
-                            for t in (self.scale, self.shift))
-            cached = self._pixel_pattern = (h, w, pixels.device, scale, shift)
-        return pixels.mul_(cached[3]).sub_(cached[4]).permute(0, 3, 1, 2)
+        key = (h, w, pixels.device)
+        if key not in self._patterns:  # one shape kept: a run's batches share it
+            self._patterns = {key: tuple(t.view(-1).to(pixels.device).repeat(h * w).view(h, w, -1)
+                                         for t in (self.scale, self.shift))}
+        scale, shift = self._patterns[key]
+        return pixels.mul_(scale).sub_(shift).permute(0, 3, 1, 2)
 
     def __repr__(self):
         return f"{type(self).__name__}()"

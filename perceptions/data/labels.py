@@ -186,13 +186,11 @@ class Scaling:
 
 
 def _score_bins(raw: np.ndarray) -> np.ndarray:
-    """Bins 1..10 of finite raw scores: min-max scaled to 1..10 and rounded (Scaling.fit's scale on the training
-    rows). Equal-width bins, so the extremes hold few images; quantile deciles would hold ~10% each and give
-    oversampling nothing to do."""
-    lo, hi = raw.min(), raw.max()
-    if hi <= lo:
-        return np.ones(len(raw), dtype=np.int64)
-    return np.rint(SCALE_LOW + (SCALE_HIGH - SCALE_LOW) * (raw - lo) / (hi - lo)).astype(np.int64)
+    """Bins 1..10 of finite raw scores: Scaling's min-max 1..10 scale over these rows, rounded. Equal-width
+    bins, so the extremes hold few images; quantile deciles would hold ~10% each and give oversampling nothing
+    to do."""
+    scaling = Scaling({"_": {"min": float(raw.min()), "max": float(raw.max())}})
+    return np.rint(scaling.scale(raw, "_")).astype(np.int64)
 
 
 def oversample_index(train_table: pd.DataFrame, studies, seed: int) -> np.ndarray:
