@@ -22,6 +22,7 @@ demo: $(STAMP)
 	$(BIN)/python -m perceptions demo
 
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest tests/ -q
 
 bench: $(STAMP)

@@ -1,8 +1,8 @@
 """Benchmark 3: image loading, ours against the original project's approach, same JPEGs, same output.
 
-Ours: the predict pipeline's loader as `perceptions predict` builds it (`perceptions.predict.ImageItems` with
-the backbone's eval transform: JPEG draft decoding, resize and centre crop on uint8 tensors, normalisation to
-float32 at 224 px; DataLoader with one worker, as the original, prefetch 4).
+Ours: the predict pipeline's loader as `perceptions predict` builds it (`perceptions.predict.pipeline.ImageItems`
+with the backbone's eval transform: JPEG draft decoding, resize and centre crop on uint8 tensors, normalisation
+to float32 at 224 px; DataLoader with one worker, as the original, prefetch 4).
 Original (Recode Perceptions): PIL image -> numpy float64 -> tensor -> Resize(256) on the float tensor ->
 CenterCrop(224) -> Normalize, in a DataLoader with one worker.
 Both produce (B, 3, 224, 224) float32 batches from the same 400x300 JPEGs; alternated, median quoted. Each
@@ -49,12 +49,12 @@ class OriginalStyle:
 
 
 def ours_loader(paths, workers: int):
-    """The loader `perceptions.predict.iter_batches` builds, minus the net."""
+    """The loader `perceptions.predict.pipeline.iter_batches` builds, minus the net."""
     from torch.utils.data import DataLoader
 
     from perceptions.data.images import NormalizeUint8, eval_transform
     from perceptions.nets.backbones import create_backbone
-    from perceptions.predict import ImageItems, collate_items
+    from perceptions.predict.pipeline import ImageItems, collate_items
 
     _, pre, _ = create_backbone("efficientnet_lite0", weights="none")
     dataset = ImageItems(list(paths), eval_transform(pre, normalize=False), pre.resize_size)

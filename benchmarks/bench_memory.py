@@ -25,7 +25,7 @@ def run(quick: bool = False, train_images: int | None = None) -> dict:
     logs.mkdir(parents=True, exist_ok=True)
     py = sys.executable
     commands = {
-        "import_only": [py, "-c", "import torch, torchvision, timm, perceptions.predict, perceptions.train.loop"],
+        "import_only": [py, "-c", "import torch, torchvision, timm, perceptions.predict.job, perceptions.train.loop"],
         "train": [py, "-m", "perceptions", "train", "--data", str(city), "--max-images", str(train_images),
                   "--epochs", "1", "--batch-size", "32", "--out", str(WORK / "runs_memory"), "--no-progress"],
         "predict": [py, "-m", "perceptions", "predict", str(city / "images"), "--model", str(package),

@@ -1,9 +1,10 @@
 """Benchmark 2: predict efficiency, and the inference ceiling.
 
-Case: `perceptions.predict.predict_paths` on a folder of 400x300 JPEGs with its defaults (batch 64, the default
+Case: `perceptions.predict.pipeline.predict_paths` on a folder of 400x300 JPEGs with its defaults (batch 64, the default
 number of decoding workers, bf16 where native), from paths to the table of scores and deciles.
-Ceiling: the same loaded net on pre-made tensors of the same batch shapes, under inference_mode, channels_last
-and the same precision context: no decoding, no resizing, no table.
+Ceiling: the same loaded net on pre-made tensors of the same batch shapes, through the same inference path
+(`perceptions.predict.inference.NetForward`: inference_mode, channels_last, the same precision context): no
+decoding, no resizing, no table.
 Efficiency = case / ceiling (target >= 0.90); also measured with other worker counts.
 
     .venv/bin/python -m benchmarks.bench_predict [--quick]
@@ -30,7 +31,7 @@ def bench_package(backbone: str = "efficientnet_lite0"):
     folder = WORK / f"package_{backbone}"
     if (folder / "model.json").is_file() or (folder.is_dir() and any(folder.iterdir())):
         try:
-            from perceptions.predict import load_model
+            from perceptions.predict.model import load_model
 
             load_model(folder)
             return folder
@@ -47,9 +48,11 @@ def bench_package(backbone: str = "efficientnet_lite0"):
 def bare_inference(model, batch_sizes: list[int], seed: int = 0):
     import torch
 
-    from perceptions.predict import resolve_precision
+    from perceptions.predict.inference import NetForward
+    from perceptions.predict.pipeline import resolve_precision
 
     precision = resolve_precision(model.device, "auto")
+    forward = NetForward(model.net, precision)
     g = torch.Generator().manual_seed(seed)
     size = model.preprocess.input_size
     batches = [torch.randn(b, 3, size, size, generator=g) for b in batch_sizes]
@@ -57,18 +60,21 @@ def bare_inference(model, batch_sizes: list[int], seed: int = 0):
     @torch.inference_mode()
     def infer():
         for x in batches:
-            with precision.context():
-                model.net(x.to(model.device).contiguous(memory_format=torch.channels_last)).float().cpu()
+            forward(x.to(model.device)).cpu()
     return infer, precision.name
 
 
 def run(quick: bool = False, n_images: int | None = None, repeats: int | None = None,
         workers: tuple[int, ...] | None = None) -> dict:
-    from perceptions.predict import default_workers, load_model, predict_paths
+    import torch
+
+    from perceptions.predict.model import load_model
+    from perceptions.predict.pipeline import predict_paths
+    from perceptions.runtime import default_workers
 
     n_images = n_images or (64 if quick else 192)
     repeats = repeats or (1 if quick else 3)
-    default = default_workers()
+    default = default_workers(torch.device("cpu"))
     workers = workers if workers is not None else ((default,) if quick else tuple(dict.fromkeys((default, 0, 1))))
     city = bench_city()
     paths = city_images(city, n_images)
@@ -77,13 +83,13 @@ def run(quick: bool = False, n_images: int | None = None, repeats: int | None = 
     infer, precision = bare_inference(model, sizes)
     rows = []
 
-    def predict(w):
+    def predict_with(w):
         def go():
             df, skipped = predict_paths(model, paths, batch_size=BATCH_SIZE, num_workers=w, progress=False)
             rows.append((len(df), len(skipped)))
         return go
 
-    cases = {"bare": infer, **{f"predict workers={w}": predict(w) for w in workers}}
+    cases = {"bare": infer, **{f"predict workers={w}": predict_with(w) for w in workers}}
     infer()  # warm-up: oneDNN builds its kernels for each batch shape once (the JPEGs are in the page cache)
     times = alternate(cases, repeats=repeats, warmup=0)
     n = len(paths)

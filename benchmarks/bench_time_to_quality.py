@@ -2,7 +2,7 @@
 buys: EfficientNet-Lite0/1/2 (packaged ImageNet weights) and an untrained ResNet-18 (no transfer) trained with
 one short recipe on one smaller synthetic city.
 
-The main job is `perceptions demo` (`perceptions.train.demo.run_demo`, what `make demo` runs): its city is made
+The main job is `perceptions demo` (`perceptions.commands.demo.run_demo`, what `make demo` runs): its city is made
 first (timed apart, it is made once per machine), then the run is timed from start to test metrics. The
 backbone comparison is the demo's recipe without its fine-tuning epochs (head-only epochs on cached features),
 so that four backbones cost about what one fine-tuning epoch does; every run is the library's `train()`.
@@ -28,10 +28,9 @@ QUICK_CITY = {"n_images": 120, "n_cities": 4}
 
 
 def comparison_recipe(quick: bool = False) -> dict:
-    """The demo's recipe, head-only: the same image size, loss and head epochs, no fine-tuning epochs."""
-    from perceptions.train.demo import DEMO_RECIPE
-
-    recipe = {**DEMO_RECIPE, "epochs": 0}
+    """The demo's recipe (TrainConfig's defaults), head-only: the same image size, loss and head epochs, no
+    fine-tuning epochs."""
+    recipe = {"epochs": 0}
     if quick:
         recipe["freeze_epochs"] = 3
     return recipe
@@ -62,10 +61,10 @@ def logged(name: str):
 
 
 def main_job(quick: bool = False) -> tuple[dict, dict]:
-    from perceptions.train.demo import DEMO_CITY, DEMO_RECIPE, ensure_city, run_demo
+    from perceptions.commands.demo import DEMO_CITY, ensure_city, run_demo
 
     city_params = {**DEMO_CITY, **QUICK_CITY} if quick else dict(DEMO_CITY)
-    recipe = {**DEMO_RECIPE, "freeze_epochs": 3, "epochs": 1} if quick else dict(DEMO_RECIPE)
+    recipe = {"freeze_epochs": 3, "epochs": 1} if quick else {}  # {}: TrainConfig's defaults, the recipe
     folder = WORK / ("demo_city_quick" if quick else "demo_city")
     _forget_stale_city(folder, city_params)
     with logged("main") as log:
@@ -77,7 +76,7 @@ def main_job(quick: bool = False) -> tuple[dict, dict]:
     figures = {**measures(summary, seconds, result["run_dir"], recipe),
                "city_seconds": round(city_s, 1),
                "targets": result.get("targets", {}).get("lines")}
-    inputs = {"city": city_params, "recipe": recipe, "source": "perceptions.train.demo (DEMO_CITY, DEMO_RECIPE)"}
+    inputs = {"city": city_params, "recipe": recipe, "source": "perceptions.commands.demo (DEMO_CITY, TrainConfig defaults)"}
     return inputs, figures
 
 
@@ -85,7 +84,7 @@ def _forget_stale_city(folder: Path, params: dict) -> None:
     """ensure_city refuses a folder made with other parameters (it protects users' data); this one is ours."""
     import shutil
 
-    from perceptions.train.demo import MARKER
+    from perceptions.commands.demo import MARKER
 
     marker = folder / MARKER
     try:

@@ -1,6 +1,6 @@
 """Benchmark 1: training pipeline efficiency, and the ceiling it is measured against.
 
-Case: one epoch of the library's own training loop (`perceptions.train.loop.run_epoch` over the batch source
+Case: one epoch of the library's own training loop (`perceptions.train.step.run_epoch` over the batch source
 `build_phase("finetune", ...)` makes: DataLoader, JPEG decoding, RandomResizedCrop + flip, normalisation,
 forward, masked loss, backward, gradient clipping, AdamW step, lr schedule), images/s.
 Ceiling: the same `train_step` on the same net, optimizer and precision, fed pre-made tensors of the same
@@ -39,14 +39,14 @@ def training_setup(city, **overrides) -> TrainingSetup:
     from perceptions.nets.perception_net import build_net
     from perceptions.train.config import TrainConfig
     from perceptions.train.prepare import prepare_data
-    from perceptions.train.runtime import choose_device, choose_precision, seed_everything
+    from perceptions.runtime import choose_device, choose_precision, seed_everything
 
     config = TrainConfig(data=str(city), progress=False, **overrides)
     data = prepare_data(config)
     device = choose_device(config.device)
-    precision = choose_precision(device, config.amp)
+    precision = choose_precision(device, config.amp_on(device))
     if config.workers is None:  # as train(): the runtime picks the loader's workers for the device
-        from perceptions.train.runtime import default_workers
+        from perceptions.runtime import default_workers
 
         config = config.replace(workers=default_workers(device))
     seed_everything(config.seed)
@@ -77,8 +77,9 @@ class PhaseRunner:
     scaler, then whole epochs of run_epoch; `epoch()` runs the next one and returns its mean loss."""
 
     def __init__(self, setup: TrainingSetup, phase: str):
-        from perceptions.train.loop import build_phase, make_optimizer
-        from perceptions.train.runtime import Precision
+        from perceptions.train.phases import build_phase
+        from perceptions.train.schedule import make_optimizer
+        from perceptions.runtime import Precision
 
         self.setup, self.phase = setup, phase
         self.timings: dict = {}
@@ -99,26 +100,28 @@ class PhaseRunner:
     def epoch(self) -> float:
         from contextlib import nullcontext
 
-        from perceptions.train import loop, runtime
+        from perceptions import runtime
+        from perceptions.train import schedule as schedules
+        from perceptions.train import step
 
         epoch = self.next_epoch
         self.next_epoch += 1
         state = {"epoch": epoch - 1, "pos": 0, "best": None, "best_epoch": 0, "stale": 0, "phase": self.phase,
-                 "stopped_early": ""}
+                 "stopped_early": "", "epoch_losses": []}
         # A long schedule: the lr stays near its peak, as in the middle of a run.
         where = dict(first=1, steps=self.steps, total=self.steps * 1000, warmup=1, total_epochs=epoch)
-        schedule = call_with(loop.Schedule, **where) if hasattr(loop, "Schedule") else None
+        schedule = call_with(schedules.Schedule, **where)
         # As train(): head-only epochs run on one thread (tiny matrices), where the runtime offers that.
         threads = (runtime.cpu_threads(1) if self.phase == "frozen" and hasattr(runtime, "cpu_threads")
                    else nullcontext())
         with threads:
-            return call_with(loop.run_epoch, net=self.setup.net, model_fn=self.model_fn, source=self.source,
+            return call_with(step.run_epoch, net=self.setup.net, model_fn=self.model_fn, source=self.source,
                              optimizer=self.optimizer, scaler=self.scaler, precision=self.phase_precision,
                              config=self.setup.config, device=self.setup.device, params=self.params, epoch=epoch,
                              schedule=schedule, **where, state=state, stop=lambda e, s: False, run_dir=None)
 
     def step(self, batch) -> float:
-        from perceptions.train.loop import train_step
+        from perceptions.train.step import train_step
 
         return call_with(train_step, model_fn=self.model_fn, batch=batch, optimizer=self.optimizer,
                          scaler=self.scaler, precision=self.phase_precision, config=self.setup.config,

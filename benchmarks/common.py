@@ -228,7 +228,7 @@ def machine() -> dict:
     import torch
     import torchvision
 
-    from perceptions.train.runtime import choose_precision, cpu_has_native_bf16
+    from perceptions.runtime import choose_precision, cpu_has_native_bf16
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {

@@ -29,16 +29,16 @@ def pause(what: str, until=None) -> None:
 def install() -> None:
     at = os.environ.get("TEST_PAUSE_AT_STEP")
     if at:
-        from perceptions.train import loop
+        from perceptions.train import step
 
         target = tuple(int(x) for x in at.split(","))
-        check = loop.StopRequest.__call__
+        check = step.StopRequest.__call__
 
         def check_after_pause(self, epoch, step):
             if (epoch, step) == target:
                 pause(f"step {epoch},{step}", until=lambda: self.signalled)
             return check(self, epoch, step)
-        loop.StopRequest.__call__ = check_after_pause
+        step.StopRequest.__call__ = check_after_pause
 
     if os.environ.get("TEST_PAUSE_IN_SAVE"):
         import torch

@@ -73,14 +73,14 @@ def distributed_predict(rank, world, store, inputs, out, package, resume=False, 
     import torch
     import torch.distributed as dist
 
-    import perceptions.predict as P
-    from perceptions.predict_job import predict_to_file
+    from perceptions.predict.job import predict_to_file
+    from perceptions.predict.model import PerceptionModel
 
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     if die_at_batch is not None:
-        real, calls = P.PerceptionModel.score_batch, []
+        real, calls = PerceptionModel.score_batch, []
 
         def score_or_die(self, batch, precision):
             calls.append(1)
@@ -88,7 +88,7 @@ def distributed_predict(rank, world, store, inputs, out, package, resume=False, 
                 os._exit(1)
             return real(self, batch, precision)
 
-        P.PerceptionModel.score_batch = score_or_die
+        PerceptionModel.score_batch = score_or_die
     try:
         predict_to_file(inputs, out, model=package, batch_size=4, device="cpu", num_workers=0,
                         precision="fp32", progress=False, resume=resume)

@@ -80,7 +80,7 @@ def test_train_skips_unreadable_images_with_a_count_and_keeps_every_valid_one(co
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "Traceback" not in captured.err
-    assert f"{len(bad)} unreadable image(s) skipped (listed in skipped_images.csv" in captured.out
+    assert f"{len(bad)} unreadable image(s) skipped (listed in skipped_images.csv" in captured.err  # the log
     (run,) = out.iterdir()
     listed = pd.read_csv(run / "skipped_images.csv")
     assert set(listed["path"]) == bad and listed["reason"].str.len().gt(0).all()

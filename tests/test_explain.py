@@ -7,8 +7,8 @@ from PIL import Image
 from perceptions.cli import main
 from perceptions.data.images import Preprocess
 from perceptions.errors import PerceptionsError
-from perceptions.explain import crop_box, explain_image, find_target_layer, paste_map, render_explanation
-from perceptions.predict import load_model
+from perceptions.predict.explain import crop_box, explain_image, find_target_layer, paste_map, render_explanation
+from perceptions.predict.model import load_model
 from predict_helpers import build_tiny_package, street_picture
 
 

@@ -1,4 +1,5 @@
-"""Label table: join and report, splits (leakage, determinism), scaling and deciles, oversampling."""
+"""Label table: join and report, splits (leakage, determinism, stability as images come and go), the max-images
+sample, scaling and deciles, oversampling."""
 import json
 from pathlib import Path
 
@@ -6,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from perceptions.data.labels import Scaling, build_labels, oversample_index, split_labels
+from perceptions.data.labels import (Scaling, build_labels, oversample_index, sample_images, split_from_spec,
+                                     split_labels, split_spec)
 from perceptions.data.placepulse import list_images, read_qscores
 from perceptions.errors import PerceptionsError
 
@@ -75,7 +77,7 @@ def test_splits_cover_every_row_once_and_are_deterministic(method):
 
 
 def test_random_split_fractions_and_no_location_in_two_splits():
-    table = make_table(1000)
+    table = make_table(10_000)
     # Two files of the same place must land in the same split.
     table = pd.concat([table, table.iloc[:50].assign(path=lambda d: d["path"] + ".copy.jpg")], ignore_index=True)
     split = split_labels(table, "random", seed=0, val_frac=0.1, test_frac=0.2)
@@ -83,6 +85,88 @@ def test_random_split_fractions_and_no_location_in_two_splits():
     assert (per_location == 1).all()
     shares = split.groupby(table["location_id"]).first().value_counts(normalize=True)
     assert shares["test"] == pytest.approx(0.2, abs=0.01) and shares["val"] == pytest.approx(0.1, abs=0.01)
+
+
+def grow_and_shrink(table: pd.DataFrame, seed: int = 5, new_city: str | None = None) -> pd.DataFrame:
+    """`table` after a user's clean-up: a quarter of the rows deleted, a tenth renamed, new images added."""
+    rng = np.random.default_rng(seed)
+    kept = table[rng.random(len(table)) >= 0.25].copy()
+    renamed = rng.random(len(kept)) < 0.1
+    kept.loc[renamed, "path"] = "renamed/" + kept.loc[renamed, "path"]
+    fresh = make_table(len(table) // 2, seed=seed + 1)
+    fresh["location_id"] = [f"new{i:021x}" for i in range(len(fresh))]
+    fresh["path"] = "new/" + fresh["path"]
+    if new_city:
+        fresh["city"] = new_city
+    return pd.concat([fresh, kept]).reset_index(drop=True)
+
+
+def test_a_location_keeps_its_split_when_images_come_and_go():
+    table = make_table(2000)
+    before = pd.Series(split_labels(table, "random", seed=3).to_numpy(), index=table["location_id"])
+    changed = grow_and_shrink(table)
+    after = pd.Series(split_labels(changed, "random", seed=3).to_numpy(), index=changed["location_id"])
+    old = after.index.isin(before.index)
+    assert old.sum() > 1000 and (~old).sum() == 1000
+    assert (after[old] == before.reindex(after.index[old])).all()
+    # the new images are split in the requested shares too
+    shares = after[~old].value_counts(normalize=True)
+    assert shares["test"] == pytest.approx(0.2, abs=0.05) and shares["val"] == pytest.approx(0.1, abs=0.04)
+
+
+def test_split_fractions_on_10000_ids_and_another_seed_moves_them():
+    table = make_table(10_000)
+    for val_frac, test_frac in ((0.1, 0.2), (0.05, 0.5), (0.3, 0.0)):
+        split = split_labels(table, "random", seed=7, val_frac=val_frac, test_frac=test_frac)
+        assert (split == "test").mean() == pytest.approx(test_frac, abs=0.01)
+        assert (split == "val").mean() == pytest.approx(val_frac, abs=0.01)
+    a, b = split_labels(table, "random", seed=7), split_labels(table, "random", seed=8)
+    assert (a != b).mean() > 0.3          # about 1 - (0.2^2 + 0.1^2 + 0.7^2) = 0.46 of them move
+    assert (b == "test").mean() == pytest.approx(0.2, abs=0.01)
+
+
+def test_city_split_rederives_from_the_recorded_test_cities_after_a_new_city_comes():
+    table = make_table(3000, cities=tuple(f"C{i}" for i in range(8)))
+    spec = split_spec(table, "city", seed=2, val_frac=0.1, test_frac=0.25)
+    assert spec["method"] == "city" and spec["seed"] == 2 and spec["hash"] == "blake2b-64"
+    assert spec["test_cities"] and set(spec["test_cities"]) < set(table["city"])
+    split = split_from_spec(table, spec)
+    assert split.equals(split_labels(table, "city", seed=2, val_frac=0.1, test_frac=0.25))
+    assert set(table.loc[split == "test", "city"]) == set(spec["test_cities"])
+    assert (split == "val").mean() == pytest.approx(0.1, abs=0.02)
+    # a new, large city arrives and some images go: the recorded test cities re-derive the old split exactly
+    changed = grow_and_shrink(table, new_city="Newtown")
+    again = pd.Series(split_from_spec(changed, spec).to_numpy(), index=changed["location_id"])
+    before = pd.Series(split.to_numpy(), index=table["location_id"])
+    old = again.index.isin(before.index)
+    assert (again[old] == before.reindex(again.index[old])).all()
+    new_city = (changed["city"] == "Newtown").to_numpy()
+    assert not (again[new_city] == "test").any()                   # never test: it was not held out
+    for city, parts in pd.Series(again.to_numpy()).groupby(changed["city"].to_numpy()):
+        assert ("test" in set(parts)) == (set(parts) == {"test"})  # whole cities in or out of test
+
+
+def test_a_package_split_without_a_hash_is_refused():
+    table = make_table(100)
+    with pytest.raises(PerceptionsError, match="old split.*retrain.*--split all"):
+        split_from_spec(table, {"method": "random", "seed": 0, "val_frac": 0.1, "test_frac": 0.2})
+    spec = split_spec(table, "random", seed=1)
+    assert split_from_spec(table, spec).equals(split_labels(table, "random", seed=1))
+    assert set(spec) == {"method", "seed", "val_frac", "test_frac", "hash"}
+
+
+def test_max_images_is_a_stable_seeded_sample_of_locations():
+    table = make_table(2000)
+    table = table.sort_values("lat").reset_index(drop=True)     # sorted paths put one region first
+    sample = sample_images(table, 200, seed=0)
+    assert len(sample) == 200 and sample["path"].is_unique
+    assert sample["lat"].min() < -40 and sample["lat"].max() > 40  # spread over the table, not its first rows
+    assert set(sample["location_id"]) != set(sample_images(table, 200, seed=1)["location_id"])
+    # images outside the sample come and go: the sample stays
+    others = table[~table["location_id"].isin(sample["location_id"])]
+    smaller = pd.concat([sample, others.iloc[::3]]).sample(frac=1, random_state=0)
+    assert set(sample_images(smaller, 200, seed=0)["location_id"]) == set(sample["location_id"])
+    assert sample_images(table, 5000, seed=0) is table
 
 
 def test_city_split_holds_whole_cities_out():

@@ -6,8 +6,8 @@ from PIL import Image
 
 from perceptions.cli import main
 from perceptions.errors import PerceptionsError
-from perceptions.mapping import haversine_km, panel_groups, plot_score_map
-from perceptions.predict_io import write_table
+from perceptions.predict.maps import haversine_km, panel_groups, plot_score_map
+from perceptions.predict.writers import write_table
 
 
 def _predictions(seed=0):

@@ -8,8 +8,9 @@ import torch
 
 from perceptions.errors import PerceptionsError
 from perceptions.nets.backbones import create_backbone
-from perceptions.nets.package import (CARD_FILE, FORMAT_VERSION, META_FILE, WEIGHTS_FILE, load_checkpoint,
-                                      load_package, preprocess_from_meta, read_package_meta, save_package)
+from perceptions.files import read_torch_file as load_checkpoint  # how checkpoints are read (train/checkpoint.py)
+from perceptions.nets.package import (CARD_FILE, FORMAT_VERSION, META_FILE, WEIGHTS_FILE, load_package,
+                                      preprocess_from_meta, read_package_meta, save_package)
 from perceptions.nets.perception_net import build_net
 
 SCALING = {"safe": {"lo": 18.0, "hi": 31.5, "edges": [20.0, 21.0, 22.0]},
@@ -190,3 +191,50 @@ def test_plain_checkpoints_load(tmp_path):
     for name in ("cut.pt", "notes.pt"):
         with pytest.raises(PerceptionsError, match="not a readable checkpoint"):
             load_checkpoint(tmp_path / name)
+
+
+def label_scaling() -> dict:
+    """A real Scaling dict (what load_model reads): label deciles 1..10 at edges 2, 3, ..., 10 - 0.5."""
+    edges = [1.5 + k for k in range(9)]
+    return {"range": [1.0, 10.0], "studies": {s: {"min": 0.0, "max": 9.0, "decile_edges": edges}
+                                              for s in ("safe", "wealthy")}}
+
+
+def test_a_package_with_prediction_deciles_uses_them_and_an_old_one_the_label_edges(tmp_path, trained):
+    import numpy as np
+
+    from perceptions.predict.inference import PredictionDeciles
+    from perceptions.predict.model import load_model
+
+    net, pre = trained
+    # shrunk predictions: the middle of the scale, 5.0..6.0
+    calibrated = PredictionDeciles.fit(np.linspace(5, 6, 101)[:, None].repeat(2, axis=1), ["safe", "wealthy"])
+    new = save_package(tmp_path / "new", net, pre, label_scaling(),
+                       {**META, "prediction_deciles": calibrated.to_dict()})
+    old = save_package(tmp_path / "old", net, pre, label_scaling(), META)
+    assert read_package_meta(new)["prediction_deciles"] == json.loads(json.dumps(calibrated.to_dict()))
+
+    scores = np.array([[5.05, 5.95], [5.55, 9.0]])
+    model = load_model(new)
+    assert model.decile_source == "training predictions" and "deciles=training predictions" in repr(model)
+    assert model.decile_edges is model.prediction_deciles
+    assert model.deciles(scores).tolist() == [[1, 10], [6, 10]]
+    legacy = load_model(old)
+    assert legacy.prediction_deciles is None and legacy.decile_source == "label edges"
+    assert "deciles=label edges" in repr(legacy)
+    assert legacy.deciles(scores).tolist() == [[5, 6], [6, 9]]  # by the label edges 1.5, 2.5, ..., 9.5
+
+
+@pytest.mark.parametrize("value, message", [
+    ([1, 2, 3], "'prediction_deciles' has the wrong type"),
+    ({"studies": {"safe": {"decile_edges": [1, 2, 3]}}}, "9 ascending decile edges"),
+    ({"studies": {"safe": {"decile_edges": list(range(1, 10))}}}, "no edges for wealthy"),
+])
+def test_bad_prediction_deciles_give_one_clear_line(tmp_path, trained, value, message):
+    from perceptions.predict.model import load_model
+
+    folder = save_package(tmp_path / "model", trained[0], trained[1], label_scaling(), META)
+    edit_meta(folder, prediction_deciles=value)
+    with pytest.raises(PerceptionsError, match=message) as err:
+        load_model(folder)
+    assert "\n" not in str(err.value)

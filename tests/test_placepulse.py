@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from perceptions.cli import main
-from perceptions.data.placepulse import (list_images, parse_image_name, read_qscores, read_votes,
+from perceptions.data.placepulse import (list_images, parse_image_name, read_qscores, read_votes, vote_times,
                                          write_qscores)
 from perceptions.errors import DataError, PerceptionsError
 
@@ -155,6 +155,34 @@ def test_kaggle_votes_give_the_same_votes(tmp_path):
     pd.testing.assert_frame_equal(votes[cols], extended[cols])
 
 
+def test_vote_times_of_the_three_formats(tmp_path):
+    extended = read_votes(VOTES)
+    times = vote_times(extended, VOTES)
+    expected = (pd.to_datetime(extended["timestamp"]) - pd.Timestamp(0)) / pd.Timedelta(seconds=1)
+    assert np.array_equal(times, expected.to_numpy())
+    assert not np.all(np.diff(times) >= 0)  # the real export is not in time order
+    path = tmp_path / "votes.tsv"
+    _site_export(extended).to_csv(path, sep="\t", index=False)
+    assert np.array_equal(vote_times(read_votes(path), path), times)
+    kaggle = pd.DataFrame({"left_id": extended["left"], "right_id": extended["right"],
+                           "winner": extended["choice"], "category": "safety"})
+    kaggle.to_csv(tmp_path / "votes.csv", index=False)
+    assert vote_times(read_votes(tmp_path / "votes.csv")) is None  # Kaggle's votes.csv has no timestamps
+    assert vote_times(extended.assign(timestamp="")) is None
+
+
+def test_vote_times_refuses_two_formats_naming_the_row(tmp_path):
+    path = tmp_path / "votes.csv"
+    path.write_text(SITE_HEADER + GOOD_ROW.replace("2013-01-01", "2013-01-01 10:00:00")
+                    + f"2,left,aaa,bbb,{SAFE_ID},2013-01-02,v\n" + f"3,left,aaa,bbb,{SAFE_ID},1357120800,v\n")
+    with pytest.raises(DataError, match="two formats") as info:
+        vote_times(read_votes(path), path)
+    assert info.value.row == 4 and "'1357120800'" in str(info.value) and str(path) in str(info.value)
+    # without a file: the vote's position
+    with pytest.raises(PerceptionsError, match="vote 2: timestamps in two formats"):
+        vote_times(read_votes(path))
+
+
 # ---------------------------------------------------------------------------------------------- bad input
 
 SITE_HEADER = "_id,choice,left,right,study_id,timestamp,voter_uniqueid\n"
@@ -246,6 +274,32 @@ def test_score_command_other_methods_name_their_column(tmp_path, method, column)
     scores = read_qscores(out)
     assert column in scores.columns and "trueskill.score" not in scores.columns
     assert scores[column].notna().all()
+
+
+def test_score_command_says_which_vote_order_it_used(tmp_path, capsys):
+    assert main(["score", "--votes", str(VOTES), "--out", str(tmp_path / "a.tsv")]) == 0
+    assert "votes in time order" in capsys.readouterr().out
+    kaggle = tmp_path / "votes.csv"
+    votes = read_votes(VOTES)
+    pd.DataFrame({"left_id": votes["left"], "right_id": votes["right"], "winner": votes["choice"],
+                  "category": "safety"}).to_csv(kaggle, index=False)
+    assert main(["score", "--votes", str(kaggle), "--out", str(tmp_path / "b.tsv")]) == 0
+    assert "votes in file order (no timestamps)" in capsys.readouterr().out
+    # the time order changes TrueSkill scores of the real, unordered export
+    a, b = read_qscores(tmp_path / "a.tsv"), read_qscores(tmp_path / "b.tsv")
+    assert a["location_id"].tolist() == b["location_id"].tolist()
+    assert not np.allclose(a["trueskill.score"], b["trueskill.score"])
+
+
+def test_score_command_with_mixed_timestamps_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "votes.csv"
+    bad.write_text(SITE_HEADER + GOOD_ROW.replace("2013-01-01", "2013-06-01 12:00:00")
+                   + f"2,right,aaa,bbb,{SAFE_ID},06/01/2013,v\n")
+    assert main(["score", "--votes", str(bad), "--out", str(tmp_path / "q.tsv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err
+    assert str(bad) in err and "row 3" in err and "two formats" in err
+    assert not (tmp_path / "q.tsv").exists()
 
 
 def test_score_command_refuses_to_overwrite(tmp_path, capsys):

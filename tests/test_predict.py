@@ -10,9 +10,10 @@ from PIL import Image
 import perceptions
 from perceptions.cli import main
 from perceptions.errors import PerceptionsError
-from perceptions.predict import load_model, predict_paths
-from perceptions.predict_io import read_predictions
-from perceptions.predict_job import predict_to_file
+from perceptions.predict.job import predict_to_file
+from perceptions.predict.model import PerceptionModel, load_model
+from perceptions.predict.pipeline import predict_paths, resolve_precision
+from perceptions.predict.writers import read_predictions
 from perceptions.studies import STUDY_NAMES
 from predict_helpers import build_tiny_package, street_picture, write_pictures
 
@@ -72,7 +73,6 @@ def test_batch_normalisation_gives_the_per_image_transform_scores(model, picture
     import torch
 
     from perceptions.data.images import open_rgb
-    from perceptions.predict import resolve_precision
 
     df, _ = _fp32(model, pictures, batch_size=8, num_workers=0)
     images = torch.stack([model.transform(open_rgb(p, min_side=model.preprocess.resize_size)) for p in pictures])
@@ -138,9 +138,9 @@ def test_notebook_api(package, pictures):
 
 
 def test_missing_and_newer_models_are_one_clear_line(package, tmp_path, monkeypatch):
-    import perceptions.predict as P
+    import perceptions.predict.model as model_module
 
-    monkeypatch.setattr(P, "DEFAULT_MODEL_DIR", tmp_path / "model")
+    monkeypatch.setattr(model_module, "DEFAULT_MODEL_DIR", tmp_path / "model")
     with pytest.raises(PerceptionsError, match="no model package in .*perceptions train"):
         perceptions.load_model()
     newer = tmp_path / "newer"
@@ -204,13 +204,11 @@ def test_command_bad_input_is_one_line_and_exit_2(package, pictures, tmp_path, c
 
 
 def test_killed_run_resumes_to_the_same_file(model, pictures, tmp_path, monkeypatch):
-    import perceptions.predict as P
-
     full = tmp_path / "full.csv"
     predict_to_file(pictures, full, model=model, batch_size=4, num_workers=0, precision="fp32", progress=False)
 
     out = tmp_path / "part.csv"
-    real, calls = P.PerceptionModel.score_batch, []
+    real, calls = PerceptionModel.score_batch, []
 
     def dies_on_third_batch(self, batch, precision):
         calls.append(len(batch))
@@ -218,10 +216,10 @@ def test_killed_run_resumes_to_the_same_file(model, pictures, tmp_path, monkeypa
             raise KeyboardInterrupt  # what a kill looks like from inside
         return real(self, batch, precision)
 
-    monkeypatch.setattr(P.PerceptionModel, "score_batch", dies_on_third_batch)
+    monkeypatch.setattr(PerceptionModel, "score_batch", dies_on_third_batch)
     with pytest.raises(KeyboardInterrupt):
         predict_to_file(pictures, out, model=model, batch_size=4, num_workers=0, precision="fp32", progress=False)
-    monkeypatch.setattr(P.PerceptionModel, "score_batch", real)
+    monkeypatch.setattr(PerceptionModel, "score_batch", real)
     part = tmp_path / "part.csv.part-0.csv"
     assert not out.exists() and len(pd.read_csv(part)) == 8  # two batches survived
     with open(part, "a") as f:

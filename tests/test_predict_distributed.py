@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch.multiprocessing as mp
 
-from perceptions.predict_job import predict_to_file
+from perceptions.predict.job import predict_to_file
 from predict_helpers import build_tiny_package, distributed_predict, write_pictures
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,5 @@
-"""What `predict` reads and writes: input discovery and output tables (no model needed)."""
+"""What `predict` reads and writes: input discovery (`predict.inputs`) and output tables (`predict.writers`);
+no model needed."""
 import json
 import os
 
@@ -7,8 +8,8 @@ import pandas as pd
 import pytest
 
 from perceptions.errors import PerceptionsError
-from perceptions.predict_io import (check_output, discover_images, read_path_list, read_predictions, side_path,
-                                    to_geojson, write_table)
+from perceptions.predict.inputs import discover_images, read_path_list
+from perceptions.predict.writers import check_output, read_predictions, side_path, to_geojson, write_table
 
 
 def _touch(path):

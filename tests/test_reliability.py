@@ -112,7 +112,7 @@ def test_killed_and_interrupted_training_resumes_to_the_uninterrupted_result(tin
     # 4. Resume to the end: the same numbers as the run nobody interrupted.
     capsys.readouterr()
     assert main(["train", "--resume", str(run)]) == 0
-    assert "resuming after epoch 2" in capsys.readouterr().out
+    assert "resuming after epoch 2" in capsys.readouterr().err  # the log goes to stderr
     summary, expected = (json.loads((r / "summary.json").read_text()) for r in (run, reference))
     assert summary["test"] == expected["test"]
     metrics, expected_metrics = (pd.read_csv(r / "metrics.csv").drop(columns="seconds") for r in (run, reference))

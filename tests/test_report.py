@@ -8,6 +8,7 @@ import pytest
 
 from perceptions.errors import PerceptionsError
 from perceptions.evaluate import report as R
+from perceptions.files import jsonable
 
 STUDIES = ["safe", "lively"]
 
@@ -126,7 +127,7 @@ def test_format_table_and_json():
     assert "sp~truth" in lines[0] and "pairwise" not in lines[0]
     assert " - " in lines[2]  # lively has no labels: its metrics show as '-'
     assert "sp~truth / label~truth" in R.format_table(m, legend=True).splitlines()[-1]
-    back = json.loads(json.dumps(R.to_jsonable(m), allow_nan=False))
+    back = json.loads(json.dumps(jsonable(m), allow_nan=False))
     assert back["lively"]["spearman"] is None and back["safe"]["n"] == 40
     assert set(back) == {"safe", "lively", "mean"}
 
@@ -137,5 +138,64 @@ def test_write_plots_writes_two_pngs(tmp_path):
     pred["lively_score"] = 11 - pred["lively_score"]
     paths = R.write_plots(pred, labels, STUDIES, LinearScaling(), tmp_path / "plots")
     assert [p.name for p in paths] == ["pred_vs_true.png", "decile_confusion.png"]
+    again = R.write_plots(pred, labels, STUDIES, LinearScaling(), tmp_path / "again",
+                          prediction_deciles=LinearScaling())
+    assert [p.name for p in again] == ["pred_vs_true.png", "decile_confusion.png"]
     for p in paths:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
+
+
+class ShiftedDeciles:
+    """Stand-in PredictionDeciles: the label deciles of the score one point higher."""
+
+    def decile(self, scores, study):
+        return LinearScaling().decile(np.asarray(scores, dtype=float) + 1.0, study)
+
+
+def test_baselines_and_both_decile_definitions():
+    _, labels = tables(n=100)
+    # scaled 1 (decile 1), then 1.5, 2.5, ..., 9.5 (deciles 2..10): ten images in every decile
+    labels["safe"] = np.repeat([0.0] + [(k - 1.5) * 10 for k in range(2, 11)], 10)
+    pred = perfect_predictions(labels)
+    m = R.evaluate_predictions(pred, labels, STUDIES, LinearScaling())
+    safe = m["safe"]
+    # no prediction_deciles: the label edges, so both definitions agree
+    assert safe["acc_within_1_decile"] == safe["acc_within_1_decile_label_edges"] == 1.0
+    assert safe["baseline_random_within_1_decile"] == pytest.approx(0.28)
+    assert safe["baseline_random_exact_decile"] == pytest.approx(0.1)
+    assert safe["baseline_constant_within_1_decile"] == pytest.approx(0.3)  # a stand-in: decile 6
+    assert safe["baseline_constant_exact_decile"] == pytest.approx(0.1)
+    assert safe["share_pred_decile_1"] == pytest.approx(0.1) and safe["share_pred_decile_10"] == pytest.approx(0.1)
+    assert m["mean"]["baseline_random_within_1_decile"] == pytest.approx(
+        np.mean([m[s]["baseline_random_within_1_decile"] for s in STUDIES]))
+    # prediction_deciles cut the predictions: one decile up, so +-1 holds but exact fails; label edges unchanged
+    shifted = R.evaluate_predictions(pred, labels, STUDIES, LinearScaling(), prediction_deciles=ShiftedDeciles())
+    s = shifted["safe"]
+    assert s["acc_within_1_decile"] == 1.0 and s["acc_exact_decile"] == pytest.approx(0.1)  # only decile 10 stays
+    assert s["acc_within_1_decile_label_edges"] == 1.0
+    assert s["share_pred_decile_1"] == 0.0 and s["share_pred_decile_10"] == pytest.approx(0.2)
+    assert {k: v for k, v in s.items() if k.startswith("baseline")} == \
+        {k: v for k, v in safe.items() if k.startswith("baseline")}
+
+
+def test_the_constant_baseline_follows_the_training_median_of_a_real_scaling():
+    from perceptions.data.labels import Scaling
+
+    _, labels = tables(n=100)
+    scaling = Scaling.fit(labels, STUDIES)
+    pred = perfect_predictions(labels, scaling)
+    m = R.evaluate_predictions(pred, labels, STUDIES, scaling)
+    true = scaling.decile(scaling.scale(labels["safe"], "safe"), "safe")
+    assert R.constant_decile(scaling, "safe") == 6
+    assert m["safe"]["baseline_constant_within_1_decile"] == pytest.approx(np.isin(true, [5, 6, 7]).mean())
+    assert m["safe"]["baseline_constant_exact_decile"] == pytest.approx(np.mean(true == 6))
+
+
+def test_the_table_has_two_compact_baseline_columns_and_no_shares():
+    _, labels = tables()
+    m = R.evaluate_predictions(perfect_predictions(labels), labels, STUDIES, LinearScaling())
+    text = R.format_table(m, legend=True)
+    head = text.splitlines()[0].split()
+    assert head[:6] == ["study", "n", "+-1", "dec", "exact", "const+-1"] and head[6] == "rand+-1"
+    assert "share" not in text and "label_edges" not in text
+    assert any(line.startswith("const+-1 / rand+-1") for line in text.splitlines())

@@ -1,4 +1,5 @@
-"""Votes -> scores: TrueSkill against the `trueskill` package, Q-score by hand, Bradley-Terry on known strengths."""
+"""Votes -> scores: TrueSkill against the `trueskill` package (in time order), Q-score by hand, Bradley-Terry on
+known strengths."""
 from pathlib import Path
 
 import numpy as np
@@ -6,10 +7,10 @@ import pandas as pd
 import pytest
 import trueskill
 
-from perceptions.data.placepulse import read_votes
-from perceptions.data.scoring import (SCORE_COLUMNS, bradley_terry, draw_margin, qscores_salesses, score_votes,
-                                      trueskill_ratings)
-from perceptions.errors import PerceptionsError
+from perceptions.data.placepulse import read_qscores, read_votes
+from perceptions.data.scoring import (SCORE_COLUMNS, bradley_terry, draw_margin, qscores_salesses, score_file,
+                                      score_votes, trueskill_ratings)
+from perceptions.errors import DataError, PerceptionsError
 from perceptions.studies import STUDY_NAMES, study
 
 VOTES = Path(__file__).parent / "fixtures" / "placepulse" / "votes_boston_newyork.csv"
@@ -17,7 +18,10 @@ PP_ENV = trueskill.TrueSkill(mu=25, sigma=25 / 3, beta=25 / 6, tau=25 / 300, dra
 
 
 def package_ratings(votes: pd.DataFrame) -> dict:
-    """The reference: the trueskill package, vote by vote in file order, one rating pool per study."""
+    """The reference: the trueskill package, vote by vote in time order (file order without timestamps; votes
+    at the same time in file order), one rating pool per study."""
+    if "timestamp" in votes.columns:
+        votes = votes.iloc[np.argsort(pd.to_datetime(votes["timestamp"]).to_numpy(), kind="stable")]
     ratings = {}
     for s, a, b, c in zip(votes["study"], votes["left"], votes["right"], votes["choice"]):
         ra = ratings.get((s, a)) or PP_ENV.create_rating()
@@ -59,8 +63,77 @@ def test_draw_margin_matches_the_package():
 
 
 def test_trueskill_matches_the_package_on_the_real_votes():
-    ours = assert_matches_package(read_votes(VOTES))
+    votes = read_votes(VOTES)
+    assert not pd.to_datetime(votes["timestamp"]).is_monotonic_increasing  # the file is not in time order
+    ours = assert_matches_package(votes)
     assert len(ours) == 1513
+    # ... and time order matters: the package in file order gives other scores.
+    in_file_order = package_ratings(votes.drop(columns="timestamp"))
+    assert max(abs(mu - in_file_order[(s, loc)].mu) for s, loc, mu in
+               zip(ours["study"], ours["location_id"], ours["trueskill.score"])) > 0.5
+
+
+def _site_file(votes: pd.DataFrame, path: Path, times) -> Path:
+    pd.DataFrame({"_id": [f"v{i}" for i in range(len(votes))], "choice": votes["choice"].to_numpy(),
+                  "left": votes["left"].to_numpy(), "right": votes["right"].to_numpy(),
+                  "study_id": [study(s).study_id for s in votes["study"]], "timestamp": list(times),
+                  "voter_uniqueid": "v"}).to_csv(path, index=False)
+    return path
+
+
+def test_shuffled_votes_with_timestamps_score_as_the_sorted_file(tmp_path):
+    votes = random_votes(800, 25, seed=11, studies=("safe", "lively"))
+    stamps = pd.Series(pd.Timestamp("2013-06-01") + pd.to_timedelta(np.arange(800) * 61, unit="s"))
+    times = stamps.dt.strftime("%Y-%m-%d %H:%M:%S").to_numpy()
+    times[10:20] = times[10]  # ten votes in the same second: they keep their file order
+    shuffle = np.random.default_rng(0).permutation(800)
+    shuffle = np.concatenate([np.arange(10, 20), np.setdiff1d(shuffle, np.arange(10, 20), assume_unique=True)])
+    sorted_summary = score_file(_site_file(votes, tmp_path / "sorted.csv", times), tmp_path / "a.tsv")
+    shuffled_summary = score_file(_site_file(votes.iloc[shuffle], tmp_path / "shuffled.csv", times[shuffle]),
+                                  tmp_path / "b.tsv")
+    assert sorted_summary["order"] == shuffled_summary["order"] == "timestamp"
+    a, b = read_qscores(tmp_path / "a.tsv"), read_qscores(tmp_path / "b.tsv")
+    pd.testing.assert_frame_equal(a, b)
+    # the same as scoring the sorted votes in file order, and as the package in time order
+    plain = score_votes(votes)
+    assert np.allclose(a["trueskill.score"], plain["trueskill.score"], rtol=0, atol=1e-9)
+    assert_matches_package(read_votes(tmp_path / "shuffled.csv"))
+    # without timestamps the shuffled file is scored in file order, and says so
+    no_times = tmp_path / "no_times.csv"
+    read_votes(tmp_path / "shuffled.csv").drop(columns=["timestamp"]).to_csv(no_times, index=False)
+    summary = score_file(no_times, tmp_path / "c.tsv")
+    assert summary["order"] == "file"
+    assert not np.allclose(read_qscores(tmp_path / "c.tsv")["trueskill.score"], a["trueskill.score"])
+
+
+@pytest.mark.parametrize("times,row,problem", [
+    (["2013-06-01 12:00:00", "2013-06-01 12:01:00", "1370088180", "2013-06-01 12:04:00"], 4, "two formats"),
+    (["06/01/2013 12:00", "06/01/2013 12:01", "2013-06-01 12:02:00", "06/01/2013"], 4, "two formats"),
+    (["1370088000", "1370088060", "06/01/2013", "1370088180"], 4, "two formats"),
+    (["2013-06-01 12:00:00", "yesterday", "2013-06-01 12:02:00", "x"], 3, "not a date and time"),
+    (["2013-06-01 12:00:00", "2013-02-30 12:00:00", "2013-06-01 12:02:00", "2013-13-01"], 3, "not a possible"),
+    (["2013-06-01 12:00:00", "2013-06-01 12:01:00", "", "2013-06-01 12:03:00"], 4, "no timestamp"),
+])
+def test_bad_or_mixed_timestamps_are_one_line_naming_file_and_row(tmp_path, times, row, problem):
+    votes = random_votes(4, 5, seed=1, studies=("safe",))
+    path = _site_file(votes, tmp_path / "votes.csv", times)
+    with pytest.raises(DataError, match=problem) as info:
+        score_file(path, tmp_path / "q.tsv")
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message and f"row {row}" in message and info.value.row == row
+    assert not (tmp_path / "q.tsv").exists()
+
+
+@pytest.mark.parametrize("times", [["1370088000", "1370088060.5", "1370088120", "1370088180"],
+                                   ["06/01/2013 12:00", "06/01/2013 12:01:30", "6/2/2013", "06/03/2013 00:00"],
+                                   ["2013-06-01", "2013-06-01 12:00:00", "2013-06-01T13:00:00Z", "2013-06-02"]])
+def test_each_timestamp_format_gives_time_order(tmp_path, times):
+    votes = random_votes(4, 5, seed=1, studies=("safe",))
+    back = _site_file(votes.iloc[::-1], tmp_path / "back.csv", times[::-1])
+    score_file(back, tmp_path / "a.tsv")
+    expected = score_votes(votes)  # already in time order: no timestamps, file order
+    got = read_qscores(tmp_path / "a.tsv")
+    assert np.allclose(got["trueskill.score"], expected["trueskill.score"], rtol=0, atol=1e-9)
 
 
 @pytest.mark.parametrize("seed", [0, 1])

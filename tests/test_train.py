@@ -51,8 +51,9 @@ def test_one_training_step_lowers_the_loss_on_a_fixed_batch(tiny_city):
     from perceptions.data.datasets import ImageScores
     from perceptions.data.images import Preprocess, eval_transform
     from perceptions.nets.perception_net import build_net
-    from perceptions.train.loop import batch_loss, make_optimizer, set_lr, train_step
-    from perceptions.train.runtime import choose_precision
+    from perceptions.train.schedule import make_optimizer, set_lr
+    from perceptions.train.step import batch_loss, train_step
+    from perceptions.runtime import choose_precision
 
     config = tiny_config(tiny_city, "unused", loss="regression", lr=1e-3)
     net, _ = build_net("efficientnet_lite0", STUDIES, weights="packaged")
@@ -81,7 +82,7 @@ def test_one_training_step_lowers_the_loss_on_a_fixed_batch(tiny_city):
 def test_a_nan_loss_stops_the_run_with_a_clear_error():
     from perceptions.errors import PerceptionsError
     from perceptions.nets.perception_net import PerceptionHead
-    from perceptions.train.loop import train_step
+    from perceptions.train.step import train_step
 
     head = PerceptionHead(4, 2)
     optimizer = torch.optim.AdamW(head.parameters())
@@ -94,7 +95,7 @@ def test_a_nan_loss_stops_the_run_with_a_clear_error():
 
 
 def test_lr_schedule_warms_up_then_decays():
-    from perceptions.train.loop import MIN_LR_FRACTION, lr_factor
+    from perceptions.train.schedule import MIN_LR_FRACTION, lr_factor
 
     factors = [lr_factor(s, 100, 10) for s in range(100)]
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
@@ -137,7 +138,11 @@ def test_a_run_writes_every_artefact(finished_run, tiny_city):
 
     net, meta = load_package(run / "model")
     assert meta["studies"] == STUDIES and meta["preprocess"]["input_size"] == 32
-    assert meta["data"]["split"] == {"method": "random", "seed": 3, "val_frac": 0.1, "test_frac": 0.2}
+    split = meta["data"]["split"]
+    assert {k: split[k] for k in ("method", "seed", "val_frac", "test_frac")} == {
+        "method": "random", "seed": 3, "val_frac": 0.1, "test_frac": 0.2}
+    splits = pd.read_csv(run / "splits.csv", dtype=str)
+    assert list(splits.columns) == ["location_id", "split"] and splits["location_id"].is_unique
     assert meta["metrics"]["safe"]["n"] == summary["test"]["safe"]["n"]
 
 
@@ -163,7 +168,7 @@ def test_same_seed_gives_identical_metrics(finished_run, tiny_city, tmp_path):
         pd.read_csv(finished_run / "metrics.csv").drop(columns="seconds"))
 
 
-def test_ctrl_c_saves_and_resume_equals_the_uninterrupted_run(finished_run, tiny_city, tmp_path, capsys):
+def test_ctrl_c_saves_and_resume_equals_the_uninterrupted_run(finished_run, tiny_city, tmp_path, caplog):
     from perceptions.train.checkpoint import load_checkpoint
     from perceptions.train.loop import train
 
@@ -173,9 +178,10 @@ def test_ctrl_c_saves_and_resume_equals_the_uninterrupted_run(finished_run, tiny
         return False
 
     config = tiny_config(tiny_city, tmp_path)
+    caplog.set_level("INFO", logger="perceptions")
     with pytest.raises(KeyboardInterrupt):
         train(config, should_stop=press_ctrl_c)
-    out = capsys.readouterr().out
+    out = caplog.text
     assert "Resume with" in out and "--resume" in out
     (run,) = list(tmp_path.iterdir())
     state = load_checkpoint(run / "checkpoints" / "last.pt")
@@ -292,17 +298,22 @@ def test_cli_resume_keeps_the_saved_config_and_applies_typed_options(tmp_path):
     import argparse
 
     from perceptions.commands.train import add_arguments
-    from perceptions.train.config import explicit_overrides, resume_config
-    from perceptions.train.run_folder import write_json
+    from perceptions.files import write_json
+    from perceptions.train.config import config_from_args
 
     saved = TrainConfig(data="some/data", backbone="resnet18", epochs=3, image_size=64, workers=0)
     write_json(tmp_path / "config.json", {"config": saved.to_dict()})
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    args = parser.parse_args(["--resume", str(tmp_path), "--epochs", "5"])
-    config = resume_config(args.resume, explicit_overrides(args, add_arguments))
+    config = config_from_args(parser.parse_args(["--resume", str(tmp_path), "--epochs", "5"]))
     assert (config.backbone, config.image_size, config.data) == ("resnet18", 64, "some/data")
     assert config.epochs == 5 and config.resume == str(tmp_path)
+    # A typed value equal to the default still counts: the saved run had 3 epochs, the default is 8.
+    default_epochs = TrainConfig(data="x").epochs
+    config = config_from_args(parser.parse_args(["--resume", str(tmp_path), "--epochs", str(default_epochs)]))
+    assert config.epochs == default_epochs
+    # Nothing typed: the saved value, not the default.
+    assert config_from_args(parser.parse_args(["--resume", str(tmp_path)])).epochs == 3
 
 
 def test_train_help_lists_the_options(capsys):
@@ -318,7 +329,7 @@ def test_train_help_lists_the_options(capsys):
 
 def test_demo_makes_the_city_trains_and_prints_the_table(tmp_path, capsys):
     from perceptions.errors import PerceptionsError
-    from perceptions.train.demo import ensure_city, run_demo
+    from perceptions.commands.demo import ensure_city, run_demo
 
     city = {"n_images": 40, "n_cities": 2, "votes_per_image": 4, "seed": 1}
     tiny = {"image_size": 32, "freeze_epochs": 1, "epochs": 1, "batch_size": 8}
@@ -342,3 +353,24 @@ def test_demo_makes_the_city_trains_and_prints_the_table(tmp_path, capsys):
     with pytest.raises(PerceptionsError):
         ensure_city(foreign, city, say=print)
     assert (foreign / "notes.txt").read_text() == "mine"
+
+
+def test_resume_with_more_epochs_runs_to_the_new_count(tiny_city, tmp_path, capsys):
+    """`train --resume RUN --epochs N` runs to N fine-tuning epochs, even when N is the default, and a refused
+    option writes nothing."""
+    from perceptions.train.loop import train
+
+    config = tiny_config(tiny_city, tmp_path, epochs=1)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, should_stop=lambda epoch, step: (epoch, step) == (2, 1))
+    (run,) = list(tmp_path.iterdir())
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in run.rglob("*") if p.is_file())
+    code, err = run_cli(capsys, "--resume", str(run), "--image-size", "64")
+    assert_one_line_error(code, err)
+    assert "--image-size" in err
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in run.rglob("*") if p.is_file()) == before
+
+    epochs = TrainConfig(data="x").epochs  # typed, though equal to the default: it still counts
+    assert main(["train", "--resume", str(run), "--epochs", str(epochs), "--no-progress"]) == 0
+    assert pd.read_csv(run / "metrics.csv")["epoch"].tolist() == list(range(1, 1 + 1 + epochs))
+    assert read_summary(run)["epochs_run"] == 1 + epochs

@@ -14,8 +14,8 @@ def add_arguments(parser):
     parser.add_argument("--archive", metavar="FILE.zip",
                         help="unpack this already downloaded archive instead of downloading")
     parser.add_argument("--overwrite", action="store_true", help="unpack over a non-empty DIR/placepulse/")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
-                        help="show progress bars")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bars (default: on a terminal; in a log file one plain line every 30 s)")
 
 
 def run(args) -> int:

@@ -10,29 +10,41 @@ HELP = "measure a trained model on held-out images: decile accuracy, rank correl
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from perceptions.data.labels import SPLIT_NAMES
+
     parser.add_argument("--model", required=True, metavar="PKG", help="model package folder (a run's model/)")
     parser.add_argument("--data", required=True, metavar="DIR",
                         help="PP2-layout folder: images/, qscores.tsv, optional votes.tsv and truth.csv")
-    parser.add_argument("--split", default="test", choices=("test", "val", "train", "all"),
+    parser.add_argument("--split", default="test", choices=(*SPLIT_NAMES, "all"),
                         help="images to score: the split held out in training (rebuilt from the package), "
                              "or all labelled images")
     parser.add_argument("--json", metavar="FILE", help="also write the metrics as {study: {metric: value}}")
+    parser.add_argument("--predictions", metavar="FILE",
+                        help="also write the scored images, one row each: path, lat, lon, location_id, city, "
+                             "<study>_score and <study>_decile (.csv, .parquet or .geojson)")
     parser.add_argument("--plots", metavar="DIR", help="also write pred_vs_true.png and decile_confusion.png")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file or plots")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --json or --predictions file, or plots")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=None, help="image-decoding workers (default: a few)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bars (default: on a terminal; plain lines in a log file)")
 
 
 def run(args) -> int:
-    from perceptions.evaluate.report import format_table, to_jsonable
+    from perceptions.evaluate.report import format_table
     from perceptions.evaluate.run import evaluate_model_details
-    from perceptions.train.run_folder import write_json
+    from perceptions.files import write_json
+    from perceptions.predict.writers import output_format, write_table
 
     json_path = Path(args.json) if args.json else None
-    if json_path and json_path.exists() and not args.overwrite:
-        raise PerceptionsError(f"{json_path} exists; pass --overwrite to replace it")
+    predictions_path = Path(args.predictions) if getattr(args, "predictions", None) else None
+    for path in (json_path, predictions_path):
+        if path and path.exists() and not args.overwrite:
+            raise PerceptionsError(f"{path} exists; pass --overwrite to replace it")
+    if predictions_path:
+        output_format(predictions_path)  # an unknown extension fails now, not after the evaluation
     if args.plots and not args.overwrite:
         taken = [p for p in (Path(args.plots) / "pred_vs_true.png", Path(args.plots) / "decile_confusion.png")
                  if p.exists()]
@@ -47,8 +59,12 @@ def run(args) -> int:
     print(format_table(result.metrics, legend=True))
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        write_json(json_path, to_jsonable(result.metrics))
+        write_json(json_path, result.metrics)
         print(f"\nmetrics written to {json_path}")
+    if predictions_path:
+        predictions_path.parent.mkdir(parents=True, exist_ok=True)
+        write_table(result.predictions, predictions_path)
+        print(f"{len(result.predictions)} scored images written to {predictions_path}")
     for p in result.plots:
         print(f"plot written to {p}")
     return 0

@@ -16,20 +16,10 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from perceptions.errors import PerceptionsError
-    from perceptions.explain import explain_image, render_explanation
-    from perceptions.predict import load_model
+    from perceptions.predict.explain import explain_to_file
 
-    out = Path(args.out)
-    if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".pdf", ".svg"):
-        raise PerceptionsError(f"{out}: use a .png, .jpg, .pdf or .svg picture")
-    if out.exists() and not args.overwrite:
-        raise PerceptionsError(f"{out} already exists (use --overwrite to replace it)")
-    if not Path(args.image).is_file():
-        raise PerceptionsError(f"{args.image}: no such image file")
-    model = load_model(args.model, device=args.device)
-    explanation = explain_image(model, args.image, studies=args.study)
-    render_explanation(explanation, out, title=Path(args.image).name)
+    explanation = explain_to_file(args.image, args.out, model=args.model, studies=args.study, device=args.device,
+                                  overwrite=args.overwrite)
     scores = ", ".join(f"{s} {v:.2f}" for s, v in explanation.scores.items())
-    print(f"wrote {out} (Grad-CAM; scores: {scores})")
+    print(f"wrote {Path(args.out)} (Grad-CAM; scores: {scores})")
     return 0

@@ -3,7 +3,6 @@
 Interactive HTML maps need web tiles (folium/leaflet fetch them from the internet), so only static maps are
 made here: they work offline and print.
 """
-from pathlib import Path
 
 HELP = "map predicted scores of images with coordinates (points or --hex means), one panel per city"
 
@@ -18,20 +17,10 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from perceptions.errors import PerceptionsError
-    from perceptions.mapping import plot_score_map
-    from perceptions.predict_io import read_predictions
-    from perceptions.studies import study
+    from perceptions.predict.maps import map_to_file
 
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise PerceptionsError(f"{out} already exists (use --overwrite to replace it)")
-    if out.suffix.lower() not in (".png", ".pdf", ".svg", ".jpg", ".jpeg"):
-        raise PerceptionsError(f"{out}: use a .png, .pdf or .svg picture")
-    name = study(args.study).name
-    predictions = read_predictions(args.predictions)
-    summary = plot_score_map(predictions, name, out, hexbin=args.hex, gridsize=args.gridsize,
-                             source=str(args.predictions))
+    summary = map_to_file(args.predictions, args.study, args.out, hexbin=args.hex, gridsize=args.gridsize,
+                          overwrite=args.overwrite)
     extra = f", {summary['without_coordinates']} rows without coordinates left out" \
         if summary["without_coordinates"] else ""
     print(f"wrote {summary['out']}: {summary['points']} images in {summary['panels']} panel(s){extra}")

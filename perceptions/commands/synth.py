@@ -11,8 +11,9 @@ def add_arguments(parser):
     parser.add_argument("--images", type=int, default=3000, metavar="N", help="number of street scenes")
     parser.add_argument("--cities", type=int, default=4, metavar="K",
                         help="number of cities, each with its own mix of neighbourhoods")
-    parser.add_argument("--votes-per-image", type=int, default=6, metavar="V",
-                        help="times each image is compared, per study (Place Pulse 2.0 has about 3.5)")
+    parser.add_argument("--votes-per-image", type=float, default=6, metavar="V",
+                        help="times each image is compared, per study; a fraction such as 3.5 (about Place Pulse "
+                        "2.0's density) compares each image 3 or 4 times")
     parser.add_argument("--seed", type=int, default=0, help="same seed and arguments give identical files")
     parser.add_argument("--crowd-noise", type=float, default=0.6, metavar="SD",
                         help="sd of a voter's error on the true difference (truth has sd ~1)")
@@ -20,12 +21,13 @@ def add_arguments(parser):
                         help="replace an earlier synthetic city in --out (other files there are kept)")
     parser.add_argument("--preview", metavar="FILE.png",
                         help="also write a contact sheet of a few scenes with their true perceptions")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
-                        help="show a progress bar")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bars (default: on a terminal; in a log file one plain line every 30 s)")
 
 
 def run(args) -> int:
-    from perceptions.data.synthetic import generate_city, write_contact_sheet
+    from perceptions.data.synthetic import generate_city
+    from perceptions.data.synthetic_preview import write_contact_sheet
 
     summary = generate_city(args.out, n_images=args.images, n_cities=args.cities,
                             votes_per_image=args.votes_per_image, seed=args.seed, overwrite=args.overwrite,

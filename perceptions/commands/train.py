@@ -13,12 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from perceptions.train.config import config_from_args, explicit_overrides, resume_config
+    from perceptions.train.config import config_from_args
     from perceptions.train.loop import train
 
-    if args.resume:
-        config = resume_config(args.resume, explicit_overrides(args, add_arguments))
-    else:
-        config = config_from_args(args)
-    train(config)
+    train(config_from_args(args))
     return 0

@@ -14,7 +14,9 @@ import torch
 from torch.utils.data import Dataset
 
 from perceptions.data.images import ImageError, open_rgb
-from perceptions.train.losses import OUTCOME_TARGET
+
+# Vote outcomes as the target probability that the left image wins (the ranking loss's target).
+OUTCOME_TARGET = {"left": 1.0, "right": 0.0, "equal": 0.5}
 
 
 class ImageScores(Dataset):
@@ -106,19 +108,14 @@ class CachedFeatures:
 
     @classmethod
     @torch.inference_mode()
-    def compute(cls, backbone: torch.nn.Module, loader, device, precision, progress=None) -> "CachedFeatures":
-        """Run `backbone` (in eval mode) once over an unshuffled loader of ImageScores."""
-        was_training = backbone.training
-        backbone.eval()
+    def compute(cls, features_fn, loader, device, progress=None) -> "CachedFeatures":
+        """Run `features_fn` (images -> pooled features; the backbone in eval mode) once over an unshuffled
+        loader of ImageScores."""
         feats, targets, oks = [], [], []
         for x, t, ok in loader:
-            x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            with precision.context():
-                f = backbone(x)
-            feats.append(f.float().cpu())
+            feats.append(features_fn(x.to(device, non_blocking=True)).float().cpu())
             targets.append(t)
             oks.append(torch.as_tensor(ok, dtype=torch.bool))
             if progress is not None:
                 progress.update(len(x))
-        backbone.train(was_training)
         return cls(torch.cat(feats), torch.cat(targets), torch.cat(oks))

@@ -23,6 +23,7 @@ from http.client import HTTPException
 from pathlib import Path
 
 from perceptions.errors import PerceptionsError
+from perceptions.progress import Progress
 
 # The address given by the original Recode Perceptions README.
 DEFAULT_URL = "https://www.dropbox.com/s/grzoiwsaeqrmc1l/place-pulse-2.0.zip?dl=1"
@@ -47,7 +48,7 @@ def _network_error(url: str, exc: Exception, part: Path) -> PerceptionsError:
     return PerceptionsError(f"could not download {url}: {reason}. {retry}, or {MANUAL_ROUTE}")
 
 
-def fetch(url: str, target, progress: bool = True, timeout: float = 60.0) -> dict:
+def fetch(url: str, target, progress: bool | None = None, timeout: float = 60.0) -> dict:
     """Download `url` to the file `target`, resuming a `target.part` left by an earlier run.
 
     Returns {"path", "bytes", "sha256", "resumed_from"}. A finished `target` is not downloaded again.
@@ -66,9 +67,7 @@ def fetch(url: str, target, progress: bool = True, timeout: float = 60.0) -> dic
             "resumed_from": resumed_from}
 
 
-def _download(url: str, part: Path, offset: int, progress: bool, timeout: float) -> None:
-    from tqdm import tqdm
-
+def _download(url: str, part: Path, offset: int, progress: bool | None, timeout: float) -> None:
     request = urllib.request.Request(url, headers={"User-Agent": "perceptions-download/1"})
     if offset:
         request.add_header("Range", f"bytes={offset}-")
@@ -88,8 +87,8 @@ def _download(url: str, part: Path, offset: int, progress: bool, timeout: float)
         mode = "ab" if offset else "wb"
         received = offset
         try:
-            with open(part, mode) as out, tqdm(total=total, initial=offset, unit="B", unit_scale=True,
-                                               unit_divisor=1024, desc=part.name[:-5], disable=not progress) as bar:
+            with open(part, mode) as out, Progress(total, part.name[:-5], unit="B", initial=offset,
+                                                   enabled=progress) as bar:
                 while True:
                     chunk = response.read(CHUNK)
                     if not chunk:
@@ -168,10 +167,8 @@ def _extract(archive: zipfile.ZipFile, out: Path, wanted: dict, where: str, bar)
             shutil.copyfileobj(src, dst, CHUNK)
 
 
-def unpack_placepulse(archive_path, dest, progress: bool = True) -> dict:
+def unpack_placepulse(archive_path, dest, progress: bool | None = None) -> dict:
     """Unpack a PP2 archive into `dest/placepulse/`; returns what was found where."""
-    from tqdm import tqdm
-
     archive_path, out = Path(archive_path), Path(dest) / "placepulse"
     try:
         with zipfile.ZipFile(archive_path) as archive:
@@ -180,7 +177,7 @@ def unpack_placepulse(archive_path, dest, progress: bool = True) -> dict:
             if not found["images"]:
                 raise PerceptionsError(f"{archive_path}: no images (.jpg/.png) inside; is it the Place Pulse archive?")
             (out / "images").mkdir(parents=True, exist_ok=True)
-            with tqdm(total=found["images"], unit="img", desc="unpacking", disable=not progress) as bar:
+            with Progress(found["images"], "unpacking", unit="img", enabled=progress) as bar:
                 _extract(archive, out, found, "", bar)
     except (zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
         raise PerceptionsError(f"{archive_path}: not a readable zip archive ({exc}); delete it and download "
@@ -191,7 +188,7 @@ def unpack_placepulse(archive_path, dest, progress: bool = True) -> dict:
 
 
 def download_placepulse(dest="input", url: str = DEFAULT_URL, archive=None, overwrite: bool = False,
-                        progress: bool = True) -> dict:
+                        progress: bool | None = None) -> dict:
     """Download (or take a local `archive`), check and unpack Place Pulse 2.0 under `dest/placepulse/`."""
     dest = Path(dest)
     out = dest / "placepulse"

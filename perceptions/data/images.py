@@ -202,13 +202,13 @@ class NormalizeUint8:
 
         if image.ndim == 4 and image.permute(0, 2, 3, 1).is_contiguous():
             return self._channels_last_batch(image)
-        # PILToTensor yields a channels-last view; the broadcast ops run 3x faster on a contiguous copy.
+        # PILToTensor yields a channels-last view; the broadcast ops run faster on a contiguous copy.
         pixels = image.as_subclass(torch.Tensor).to(torch.float32).contiguous()
         return pixels.mul_(self.scale.to(pixels.device)).sub_(self.shift.to(pixels.device))
 
     def _channels_last_batch(self, batch):
         """On (B, H, W, C) memory a per-channel factor repeats every 3 values, which the vectorised kernels do
-        not handle well; a full (H, W, C) pattern of factors makes both ops plain contiguous sweeps (~25% faster
+        not handle well; a full (H, W, C) pattern of factors makes both ops plain contiguous sweeps (faster
         here than broadcasting)."""
         import torch
 
@@ -230,7 +230,7 @@ def eval_transform(pre: Preprocess, normalize: bool = True):
     normalize=False stops at the uint8 crop, for a loader that normalises whole batches (`NormalizeUint8`)."""
     from torchvision.transforms import v2
 
-    # Resize and crop on uint8 tensors (torch's vectorised antialiased kernels are ~5x faster than PIL's
+    # Resize and crop on uint8 tensors (torch's vectorised antialiased kernels are several times faster than PIL's
     # here); convert to float only at the network's input size.
     return v2.Compose([
         v2.PILToTensor(),
@@ -250,6 +250,21 @@ def train_transform(pre: Preprocess):
         v2.RandomHorizontalFlip(),
         NormalizeUint8(pre.mean, pre.std),
     ])
+
+
+AUGMENTATIONS = ("crop", "flip", "none")  # what `train --augment` accepts
+
+
+def augmented_transform(pre: Preprocess, augment: str):
+    """The fine-tuning transform: the train preset (random resized crop + flip), or the eval transform after a
+    random flip (street scenes are left-right symmetric), or the eval transform alone."""
+    from torchvision.transforms import v2
+
+    if augment == "crop":
+        return train_transform(pre)
+    if augment == "flip":
+        return v2.Compose([v2.RandomHorizontalFlip(), eval_transform(pre)])
+    return eval_transform(pre)
 
 
 def load_image_tensor(path, pre: Preprocess, train: bool = False, transform=None):

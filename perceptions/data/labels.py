@@ -3,8 +3,13 @@
 - `build_labels` joins images to qscores rows by location id; one column per study holds the raw score
   (TrueSkill scale by default), NaN where the image has no score for that study. Images without any score and
   score rows without an image are counted in the report, never dropped silently.
-- `split_labels` assigns train/val/test by location id (so two files of one place never straddle splits):
-  `random` shuffles locations; `city` holds whole cities out for test and draws val from the other cities.
+- `split_labels` assigns train/val/test by location id (so two files of one place never straddle splits), by a
+  keyed hash, so a location's split never moves when other images are added, removed or renamed: each location
+  gets u = blake2b(f"{seed}:{location_id}") / 2**64 in [0, 1); `random`: test if u < test_frac, val if
+  u < test_frac + val_frac, else train. `city` holds whole cities out for test (cities ordered by the hash of
+  ("city", seed, name), the prefix closest to test_frac of the images) and puts the other cities' locations
+  with u < val_frac / (1 - test_frac) in val. `split_spec` is what a run records (with the held-out cities) and
+  `split_from_spec` rebuilds the split from it. `sample_images` is `--max-images`, a hashed sample too.
 - `Scaling` is fitted on the training split only: min-max to 1..10 (clipped outside), and decile edges from the
   training distribution of the scaled scores.
 - `oversample_index` balances the rounded 1..10 score bins in training, as the original project did, so the rare
@@ -13,6 +18,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 
 import numpy as np
@@ -24,8 +30,10 @@ from perceptions.studies import parse_studies
 log = logging.getLogger(__name__)
 
 SCALE_LOW, SCALE_HIGH = 1.0, 10.0
-SPLITS = ("train", "val", "test")
+SPLIT_NAMES = ("train", "val", "test")   # the parts a training run cuts its labelled images into
+SPLIT_METHODS = ("random", "city")        # how: random locations, or whole cities held out
 _UNKNOWN_CITY = "(unknown city)"
+SPLIT_HASH = "blake2b-64"                # location u = blake2b(f"{seed}:{location_id}") / 2**64
 
 
 def build_labels(images: pd.DataFrame, qscores: pd.DataFrame, studies, score_column: str = "trueskill.score"):
@@ -67,7 +75,7 @@ def build_labels(images: pd.DataFrame, qscores: pd.DataFrame, studies, score_col
     }
     report["message"] = (f"{report['images_without_scores']} images without scores, "
                          f"{report['scores_without_images']} scores without images")
-    (log.warning if report["images_without_scores"] or rows_without_images else log.info)(report["message"])
+    log.debug(report["message"])  # callers put a mismatch in their notes (training and evaluate print them)
     return table, report
 
 
@@ -76,43 +84,104 @@ def _check_fractions(val_frac: float, test_frac: float) -> None:
         raise PerceptionsError(f"split fractions val={val_frac}, test={test_frac} must be >= 0 and sum below 1")
 
 
+def keyed_uniform(keys, key: str) -> np.ndarray:
+    """A number in [0, 1) per key, from blake2b of f"{key}:{k}" (SPLIT_HASH): the same key and name always
+    give the same number, whatever other names exist."""
+    scale = float(1 << 64)
+    return np.array([int.from_bytes(hashlib.blake2b(f"{key}:{k}".encode(), digest_size=8).digest(), "big") / scale
+                     for k in keys], dtype=float)
+
+
+def _location_cities(table: pd.DataFrame) -> pd.Series:
+    """Each location id's city (the first name in sorted order if its images disagree), indexed by location."""
+    cities = pd.DataFrame({"location_id": table["location_id"].astype(str).to_numpy(),
+                           "city": table["city"].fillna(_UNKNOWN_CITY).astype(str).to_numpy()})
+    return cities.groupby("location_id")["city"].min()
+
+
+def choose_test_cities(table: pd.DataFrame, seed: int = 0, test_frac: float = 0.2) -> list[str]:
+    """The cities `--split city` holds out: cities ordered by the hash of ("city", seed, name), then the prefix
+    whose image count is closest to test_frac of the images; at least one city, never all. Sorted by name.
+    Which cities these are depends on every city's size, so a run records them (split_spec)."""
+    if test_frac <= 0:
+        return []
+    city_of = _location_cities(table)
+    images = table["location_id"].astype(str).map(city_of).value_counts()
+    if len(images) < 2:
+        raise PerceptionsError("a city split needs images from at least 2 cities; use --split random")
+    names = images.index.to_numpy(dtype=object)
+    order = names[np.lexsort((names, keyed_uniform(names, f"city:{seed}")))]
+    cum = np.cumsum(images.reindex(order).to_numpy())
+    k = 1 + int(np.argmin(np.abs(cum[:-1] - test_frac * len(table))))
+    return sorted(str(c) for c in order[:k])
+
+
 def split_labels(table: pd.DataFrame, method: str = "random", seed: int = 0, val_frac: float = 0.1,
-                 test_frac: float = 0.2) -> pd.Series:
-    """'train' / 'val' / 'test' per row of `table`, by location id; deterministic for a seed (row order free)."""
+                 test_frac: float = 0.2, test_cities=None) -> pd.Series:
+    """'train' / 'val' / 'test' per row of `table`, by location id, that never moves: a location's split
+    depends only on its own id, the seed and the fractions (see the module docstring). For `city`, pass the
+    recorded `test_cities` to re-derive a run's split exactly; without them they are chosen here."""
     _check_fractions(val_frac, test_frac)
     if len(table) == 0:
         raise PerceptionsError("no labelled images to split")
-    rng = np.random.default_rng(seed)
+    if method not in SPLIT_METHODS:
+        raise PerceptionsError(f"unknown split {method!r}; expected random or city")
     group = table["location_id"].astype(str).to_numpy()
     locations = np.unique(group)
-    assign = {}
+    u = keyed_uniform(locations, str(seed))
     if method == "random":
-        order = rng.permutation(locations)
-        n_test = int(round(test_frac * len(order)))
-        n_val = int(round(val_frac * len(order)))
-        assign.update(dict.fromkeys(order[:n_test], "test"))
-        assign.update(dict.fromkeys(order[n_test:n_test + n_val], "val"))
-        assign.update(dict.fromkeys(order[n_test + n_val:], "train"))
-    elif method == "city":
-        city_of = pd.Series(table["city"].fillna(_UNKNOWN_CITY).astype(str).to_numpy(), index=group)
-        city_of = city_of[~city_of.index.duplicated()].sort_index()
-        sizes = city_of.value_counts().sort_index()
-        if len(sizes) < 2:
-            raise PerceptionsError("a city split needs images from at least 2 cities; use --split random")
-        cities = rng.permutation(sizes.index.to_numpy())
-        cum = np.cumsum(sizes.reindex(cities).to_numpy())
-        # Hold out the prefix of shuffled cities closest to the target size: at least one, never all.
-        k = 1 + int(np.argmin(np.abs(cum[:-1] - test_frac * len(locations))))
-        test_cities = set(cities[:k]) if test_frac > 0 else set()
-        test_locs = city_of.index[city_of.isin(test_cities)].to_numpy()
-        rest = rng.permutation(city_of.index[~city_of.isin(test_cities)].to_numpy())
-        n_val = int(round(val_frac * len(locations)))
-        assign.update(dict.fromkeys(test_locs, "test"))
-        assign.update(dict.fromkeys(rest[:n_val], "val"))
-        assign.update(dict.fromkeys(rest[n_val:], "train"))
+        names = np.where(u < test_frac, "test", np.where(u < test_frac + val_frac, "val", "train"))
     else:
+        if test_cities is None:
+            test_cities = choose_test_cities(table, seed, test_frac)
+        held_out = _location_cities(table).reindex(locations).isin(set(map(str, test_cities))).to_numpy()
+        # val: the same share of all images as --split random gives, drawn from the cities not held out.
+        names = np.where(held_out, "test", np.where(u < val_frac / (1 - test_frac), "val", "train"))
+    assign = dict(zip(locations.tolist(), names.tolist()))
+    return pd.Series([assign[g] for g in group], index=table.index, name="split", dtype=object)
+
+
+def split_spec(table: pd.DataFrame, method: str = "random", seed: int = 0, val_frac: float = 0.1,
+               test_frac: float = 0.2) -> dict:
+    """What a run records to re-derive its split anywhere: method, seed, fractions, the hash, and for `city`
+    the held-out cities (so cities added later cannot move the old ones). `split_from_spec` reads it back."""
+    _check_fractions(val_frac, test_frac)
+    if method not in SPLIT_METHODS:
         raise PerceptionsError(f"unknown split {method!r}; expected random or city")
-    return pd.Series([assign[g] for g in group], index=table.index, name="split")
+    spec = {"method": method, "seed": int(seed), "val_frac": float(val_frac), "test_frac": float(test_frac),
+            "hash": SPLIT_HASH}
+    if method == "city":
+        spec["test_cities"] = choose_test_cities(table, seed, test_frac)
+    return spec
+
+
+def split_from_spec(table: pd.DataFrame, spec: dict) -> pd.Series:
+    """The split a recorded `split_spec` gives on `table` (any images: gained, lost or renamed ones too)."""
+    if spec.get("hash") != SPLIT_HASH:
+        if "hash" not in spec:
+            raise PerceptionsError("the model package records an old split (made before splits were hashed by "
+                                   "location id), which cannot be rebuilt on this folder; retrain the model, or "
+                                   "use --split all")
+        raise PerceptionsError(f"the model package records a split hashed with {spec['hash']!r}; this version "
+                               f"knows only {SPLIT_HASH!r}")
+    try:
+        method, seed = str(spec["method"]), int(spec["seed"])
+        val_frac, test_frac = float(spec["val_frac"]), float(spec["test_frac"])
+        test_cities = [str(c) for c in spec["test_cities"]] if method == "city" else None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PerceptionsError(f"invalid split spec in the model package ({exc!r}): {spec}") from None
+    return split_labels(table, method, seed, val_frac, test_frac, test_cities=test_cities)
+
+
+def sample_images(table: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
+    """`--max-images N`: N rows of `table`, a seeded random sample of locations (those with the smallest hash
+    of ("sample", seed, location id)), so it is stable as other images come and go. Rows keep their order."""
+    if n is None or n >= len(table):
+        return table
+    ids = table["location_id"].astype(str).to_numpy()
+    rank = keyed_uniform(ids, f"sample:{seed}")
+    keep = np.lexsort((table["path"].astype(str).to_numpy(), ids, rank))[:int(n)]
+    return table.iloc[np.sort(keep)].reset_index(drop=True)
 
 
 class Scaling:

@@ -3,7 +3,7 @@
 Every reader returns a tidy DataFrame or raises `DataError` naming the file, the row and the problem.
 Rows are numbered as a spreadsheet shows them: the header is row 1, the first data row is row 2.
 
-Votes come in three formats (see design/placepulse.md), detected from the header:
+Votes come in three formats (a sample of each is in tests/fixtures/placepulse/), detected from the header:
   site export     `_id, choice, left, right, study_id, timestamp, voter_uniqueid` (TSV or CSV)
   Kaggle          `left_id, right_id, winner, left_lat, left_long, right_lat, right_long, category`
   extended export `,no,place_id_left,place_id_right,study_id,left,right,voter_uniqueid,choice,...`
@@ -21,14 +21,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from perceptions.data.scoring import SCORE_COLUMNS
 from perceptions.errors import DataError, PerceptionsError
+from perceptions.files import atomic_path
 from perceptions.studies import STUDY_NAMES, study
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 CHOICES = ("left", "right", "equal")
 QSCORES_BASE_COLUMNS = ("_id", "location_id", "num_votes", "place_id", "study_id")
 TRUESKILL_COLUMNS = ("trueskill.score", "trueskill.stds.-1")
+# The score column each scoring method writes into qscores.tsv (perceptions.data.scoring fills them).
+SCORE_COLUMNS = {"trueskill": "trueskill.score", "qscore": "qscore", "bradley-terry": "bradley_terry.score"}
 
 # `{lat}_{lon}_{location_id}_{City}.ext`; the city is whatever follows the third underscore.
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
@@ -162,7 +164,8 @@ def _ids(table: pd.DataFrame, column: str, path) -> pd.Series:
 # ---------------------------------------------------------------------------------------------- votes
 
 def read_votes(path) -> pd.DataFrame:
-    """Votes in any of the three PP2 formats as one tidy table, in file order."""
+    """Votes in any of the three PP2 formats as one tidy table, in file order (`vote_times` gives the time order
+    where the file has timestamps: the site and extended exports do, Kaggle's votes.csv does not)."""
     table = _read_table(path)
     cols = set(table.columns)
     if cols & {"winner", "left_id", "right_id"}:
@@ -214,6 +217,66 @@ def read_votes(path) -> pd.DataFrame:
         else:
             votes[out] = table[src].str.strip()
     return votes
+
+
+# ---------------------------------------------------------------------------------------------- vote times
+
+# The timestamp formats a votes file may use; one file must stick to one of them.
+_TIME_FORMATS = {
+    "ISO date-time": re.compile(r"\d{4}-\d{1,2}-\d{1,2}(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?"
+                                r"(?:Z|[+-]\d{2}:?\d{2})?"),
+    "epoch seconds": re.compile(r"\d+(?:\.\d+)?"),
+    "MM/DD/YYYY": re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})(?: (\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?))?"),
+}
+_TIME_EXAMPLES = "ISO `2013-06-01 12:00:00`, epoch seconds or `06/01/2013 12:00`"
+
+
+def vote_times(votes: pd.DataFrame, path=None) -> np.ndarray | None:
+    """A sort key per vote from its `timestamp` (float: seconds since 1970), or None when the votes carry no
+    timestamps (no column, or every cell empty). One format per file (see _TIME_FORMATS): a row in another
+    format, an empty or impossible timestamp is an error naming the row (the file's row with `path`, else the
+    vote's position)."""
+    if "timestamp" not in votes.columns:
+        return None
+    text = votes["timestamp"].fillna("").astype(str).str.strip().reset_index(drop=True)
+    if (text == "").all():
+        return None
+
+    def fail(pos: int, problem: str):
+        if path is not None:
+            raise DataError(path, problem, row=_data_row(pos))
+        raise PerceptionsError(f"vote {pos}: {problem}")
+
+    empty = (text == "").to_numpy()
+    if empty.any():
+        fail(int(np.argmax(empty)), f"no timestamp, while row {_data_row(int(np.argmin(empty)))} has one: fill "
+                                    "them in, or drop the timestamp column to score in file order")
+    kind = np.full(len(text), "", dtype=object)
+    for name, pattern in _TIME_FORMATS.items():
+        todo = np.flatnonzero(kind == "")
+        if todo.size == 0:
+            break
+        kind[todo[text.iloc[todo].str.fullmatch(pattern.pattern).to_numpy(dtype=bool)]] = name
+    unknown = kind == ""
+    if unknown.any():
+        pos = int(np.argmax(unknown))
+        fail(pos, f"timestamp {text.iloc[pos]!r} is not a date and time ({_TIME_EXAMPLES})")
+    other = kind != kind[0]
+    if other.any():
+        pos = int(np.argmax(other))
+        fail(pos, f"timestamps in two formats: {text.iloc[pos]!r} ({kind[pos]}) here, {text.iloc[0]!r} "
+                  f"({kind[0]}) in row {_data_row(0)}; use one format for the whole file")
+    if kind[0] == "epoch seconds":
+        return pd.to_numeric(text).to_numpy(dtype=float)
+    if kind[0] == "MM/DD/YYYY":
+        parts = text.str.extract(_TIME_FORMATS["MM/DD/YYYY"].pattern)
+        text = parts[2] + "-" + parts[0] + "-" + parts[1] + " " + parts[3].fillna("00:00")
+    when = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
+    bad = when.isna().to_numpy()
+    if bad.any():
+        pos = int(np.argmax(bad))
+        fail(pos, f"timestamp {votes['timestamp'].iloc[pos]!r} is not a possible date and time")
+    return ((when - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(dtype=float)
 
 
 # ---------------------------------------------------------------------------------------------- qscores
@@ -289,11 +352,8 @@ def write_qscores(df: pd.DataFrame, path) -> None:
         whole = out["num_votes"].dropna()
         if (whole == whole.round()).all():
             out["num_votes"] = out["num_votes"].astype("Int64")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    out.to_csv(tmp, sep="\t", index=True, float_format="%.12g")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        out.to_csv(tmp, sep="\t", index=True, float_format="%.12g")
 
 
 def study_order(names) -> list[str]:

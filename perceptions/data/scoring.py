@@ -3,9 +3,13 @@
 Each study is scored on its own. `score_votes` returns rows in the PP2 `qscores.tsv` layout, one per
 study x location id, with the method's score column (see SCORE_COLUMNS).
 
+TrueSkill depends on the order of the votes, so votes are scored in time order when they carry timestamps
+(`order_votes`: a stable sort, so votes at the same second keep their file order), in file order otherwise
+(Kaggle's votes.csv has no timestamps and is not chronological). `score_file` says which it used.
+
 TrueSkill here is a specialised 1-vs-1 update (closed form, no factor graph) using the same erfc/cdf/pdf/ppf
 approximations as the `trueskill` package's default backend, so it reproduces `trueskill.rate_1vs1` run vote
-by vote with the same parameters (tests check agreement to 1e-6) while running 30-100x faster
+by vote with the same parameters (tests check agreement to 1e-6) while running much faster
 (benchmarks/bench_scoring.py).
 """
 from __future__ import annotations
@@ -17,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from perceptions.data.placepulse import SCORE_COLUMNS, _row_id, read_votes, study_order, vote_times, write_qscores
 from perceptions.errors import PerceptionsError
 
-SCORE_COLUMNS = {"trueskill": "trueskill.score", "qscore": "qscore", "bradley-terry": "bradley_terry.score"}
 _CHOICE_CODES = {"left": 0, "right": 1, "equal": 2}
 
 
@@ -224,14 +228,28 @@ def _place_ids(votes: pd.DataFrame, locations: np.ndarray) -> np.ndarray:
     return first["place_id"].reindex(locations).fillna("").to_numpy(dtype=object)
 
 
-def score_votes(votes: pd.DataFrame, method: str = "trueskill") -> pd.DataFrame:
-    """Per-image scores in the qscores layout: one row per study x location id, studies in canonical order,
-    locations sorted; columns `_id location_id num_votes place_id study_id <score column(s)> study`."""
-    from perceptions.data.placepulse import _row_id, study_order
-    from perceptions.studies import study
+def order_votes(votes: pd.DataFrame, path=None) -> tuple[pd.DataFrame, str]:
+    """(votes in the order TrueSkill reads them, "timestamp" or "file"): sorted by `timestamp` (stable) when
+    the votes have timestamps, as given otherwise. Timestamps in two formats or unreadable ones are an error
+    naming the row (the file's row when `path` is given; see placepulse.vote_times)."""
+    times = vote_times(votes, path)
+    if times is None:
+        return votes, "file"
+    return votes.iloc[np.argsort(times, kind="stable")], "timestamp"
 
+
+def score_votes(votes: pd.DataFrame, method: str = "trueskill", path=None) -> pd.DataFrame:
+    """Per-image scores in the qscores layout: one row per study x location id, studies in canonical order,
+    locations sorted; columns `_id location_id num_votes place_id study_id <score column(s)> study`.
+    Votes are read in time order when they have timestamps (`order_votes`; `path` names the file in errors)."""
     method = _method(method)
     _check_votes(votes)
+    return _score_ordered(order_votes(votes, path)[0], method)
+
+
+def _score_ordered(votes: pd.DataFrame, method: str) -> pd.DataFrame:
+    from perceptions.studies import study
+
     n_votes = len(votes)
     # Factorize once for all studies (sorted, so a study's locations come out sorted too).
     codes, all_locations = pd.factorize(pd.concat([votes["left"], votes["right"]], ignore_index=True).astype(str),
@@ -270,8 +288,8 @@ def score_votes(votes: pd.DataFrame, method: str = "trueskill") -> pd.DataFrame:
 
 
 def score_file(votes_path, out, method: str = "trueskill", overwrite: bool = False) -> dict:
-    """Read votes (any PP2 format), score them and write a qscores.tsv; returns a summary dict."""
-    from perceptions.data.placepulse import read_votes, write_qscores
+    """Read votes (any PP2 format), score them and write a qscores.tsv; returns a summary dict (its `order`:
+    "timestamp" when the votes were scored in time order, "file" when the file has no timestamps)."""
 
     method = _method(method)
     out = Path(out)
@@ -280,8 +298,10 @@ def score_file(votes_path, out, method: str = "trueskill", overwrite: bool = Fal
     if out.is_dir():
         raise PerceptionsError(f"{out} is a folder; give a file name such as {out / 'qscores.tsv'}")
     votes = read_votes(votes_path)
-    scores = score_votes(votes, method)
+    _check_votes(votes)
+    ordered, order = order_votes(votes, votes_path)
+    scores = _score_ordered(ordered, method)
     write_qscores(scores, out)
     studies = list(pd.unique(scores["study"]))
     return {"votes": len(votes), "images": int(scores["location_id"].nunique()), "rows": len(scores),
-            "studies": studies, "method": method, "out": str(out)}
+            "studies": studies, "method": method, "order": order, "out": str(out)}

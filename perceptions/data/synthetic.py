@@ -37,11 +37,11 @@ facades, roads, shop fronts) and less on small things (cars, single people).
 and the true value is (raw - centre) / scale (fixed constants in _TRUTH_SCALE, which put the default city
 near mean 0, sd 1) plus idiosyncratic noise N(0, 0.2^2), something about the place no attribute captures.
 
-Votes. For each study, every image appears `votes_per_image` times: pairs come from shuffled copies of the
-image list. A careful voter sees the true difference plus crowd noise N(0, crowd_noise^2) (Thurstone) and
-answers "equal" when the perceived difference is within a margin set so that 13% of careful votes are ties,
-as in PP2; a careless voter (a small share of voters) answers at random. Votes are ordered by timestamp, the
-order in which TrueSkill reads them.
+Votes. For each study, every image appears `votes_per_image` times (3 or 4 times for 3.5, Place Pulse's
+density): pairs come from shuffled copies of the image list. A careful voter sees the true difference plus
+crowd noise N(0, crowd_noise^2) (Thurstone) and answers "equal" when the perceived difference is within a
+margin set so that 13% of careful votes are ties, as in PP2; a careless voter (a small share of voters)
+answers at random. Votes are ordered by timestamp, the order in which TrueSkill reads them.
 
 Everything follows from `seed`: the same arguments give byte-identical files.
 """
@@ -54,8 +54,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from perceptions.data.synthetic_scene import LIGHTS, draw_scene
+from perceptions.data.scene_canvas import LIGHTS
+from perceptions.data.synthetic_scene import draw_scene
 from perceptions.errors import PerceptionsError
+from perceptions.progress import Progress
 from perceptions.studies import STUDY_NAMES, study
 
 ATTRIBUTES = ("green", "height", "decay", "graffiti", "litter", "road_width", "road_damage", "cars", "people",
@@ -181,9 +183,18 @@ def true_perceptions(places: pd.DataFrame, seed: int) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------------------------- votes
 
-def _pairs(n_images: int, appearances: int, rng) -> tuple[np.ndarray, np.ndarray]:
-    """Random pairs in which every image appears `appearances` times (once fewer for one image if odd)."""
-    order = np.concatenate([rng.permutation(n_images) for _ in range(appearances)])
+def _pairs(n_images: int, appearances: float, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Random pairs in which every image appears `appearances` times (once fewer for one image if odd).
+
+    A fractional `appearances` (e.g. 3.5, Place Pulse's density) gives round(appearances * n_images)
+    appearances in all: every image appears floor(appearances) times, and a random subset once more. A whole
+    number (int or float) draws exactly what it always did, so the default city is unchanged."""
+    if float(appearances).is_integer():
+        order = np.concatenate([rng.permutation(n_images) for _ in range(int(appearances))])
+    else:
+        full, extra = divmod(int(round(float(appearances) * n_images)), n_images)
+        order = np.concatenate([rng.permutation(n_images) for _ in range(full)]
+                               + [rng.permutation(n_images)[:extra]])
     if len(order) % 2:
         order = order[:-1]
     left, right = order[0::2].copy(), order[1::2].copy()
@@ -197,9 +208,11 @@ def _pairs(n_images: int, appearances: int, rng) -> tuple[np.ndarray, np.ndarray
     return left[keep], right[keep]
 
 
-def simulate_votes(location_ids, truth: pd.DataFrame, votes_per_image: int, seed: int,
+def simulate_votes(location_ids, truth: pd.DataFrame, votes_per_image: float, seed: int,
                    crowd_noise: float = 0.6, careless_share: float = 0.04) -> pd.DataFrame:
-    """Crowd votes for all six studies in the Place Pulse site-export layout, ordered by timestamp."""
+    """Crowd votes for all six studies in the Place Pulse site-export layout, ordered by timestamp.
+
+    votes_per_image: appearances of each image per study; a fraction such as 3.5 means 3 or 4 (see _pairs)."""
     rng = np.random.default_rng([seed, 2])
     ids = np.asarray(location_ids, dtype=object)
     n = len(ids)
@@ -251,8 +264,11 @@ def _check_arguments(out: Path, n_images, n_cities, votes_per_image, seed, overw
         raise PerceptionsError(f"--cities must be at least 1, got {n_cities}")
     if int(n_cities) > int(n_images):
         raise PerceptionsError(f"--cities ({n_cities}) cannot exceed --images ({n_images})")
-    if int(votes_per_image) < 1:
-        raise PerceptionsError(f"--votes-per-image must be at least 1, got {votes_per_image}")
+    if not (math.isfinite(float(votes_per_image)) and float(votes_per_image) > 0):
+        raise PerceptionsError(f"--votes-per-image must be a finite number above 0, got {votes_per_image}")
+    if round(float(votes_per_image) * int(n_images)) < 2:
+        raise PerceptionsError(f"--votes-per-image {votes_per_image} with --images {n_images} makes no pair to "
+                               "compare; raise either")
     if int(seed) < 0:
         raise PerceptionsError(f"--seed must be 0 or more, got {seed}")
     if out.exists() and not out.is_dir():
@@ -283,17 +299,15 @@ def _clear_previous(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
-def write_images(places: pd.DataFrame, folder: Path, seed: int, progress: bool = False) -> None:
+def write_images(places: pd.DataFrame, folder: Path, seed: int, progress: bool | None = None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    rows = places.itertuples(index=False)
-    if progress:
-        from tqdm import tqdm
-        rows = tqdm(rows, total=len(places), desc="drawing scenes", unit="img")
-    for i, row in enumerate(rows):
-        attrs = {a: getattr(row, a) for a in ATTRIBUTES}
-        attrs["light"] = row.light
-        image = draw_scene(attrs, np.random.default_rng([seed, 3, i]))
-        image.save(folder / image_name(row), "JPEG", quality=JPEG_QUALITY)
+    with Progress(len(places), "drawing scenes", unit="img", enabled=progress) as bar:
+        for i, row in enumerate(places.itertuples(index=False)):
+            attrs = {a: getattr(row, a) for a in ATTRIBUTES}
+            attrs["light"] = row.light
+            image = draw_scene(attrs, np.random.default_rng([seed, 3, i]))
+            image.save(folder / image_name(row), "JPEG", quality=JPEG_QUALITY)
+            bar.update(1)
 
 
 def label_ceiling(qscores: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
@@ -308,9 +322,15 @@ def label_ceiling(qscores: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float
     return out
 
 
-def generate_city(out, n_images: int = 3000, n_cities: int = 4, votes_per_image: int = 6, seed: int = 0,
+def _votes_number(votes_per_image) -> int | float:
+    """An int for a whole number (so 6 and 6.0 give the same city), else the float."""
+    v = float(votes_per_image)
+    return int(v) if v.is_integer() else v
+
+
+def generate_city(out, n_images: int = 3000, n_cities: int = 4, votes_per_image: float = 6, seed: int = 0,
                   overwrite: bool = False, crowd_noise: float = 0.6, careless_share: float = 0.04,
-                  progress: bool = False) -> dict:
+                  progress: bool | None = None) -> dict:
     """Write a synthetic city in PP2 formats to `out` (see the module docstring); return a summary."""
     from perceptions.data.placepulse import write_qscores
     from perceptions.data.scoring import score_votes
@@ -332,7 +352,7 @@ def generate_city(out, n_images: int = 3000, n_cities: int = 4, votes_per_image:
     write_images(places, out / "images", int(seed), progress)
     images_done = time.perf_counter()
 
-    votes = simulate_votes(places["location_id"], truth, int(votes_per_image), int(seed), crowd_noise,
+    votes = simulate_votes(places["location_id"], truth, _votes_number(votes_per_image), int(seed), crowd_noise,
                            careless_share)
     votes.to_csv(out / "votes.tsv", sep="\t", index=False)
     named = votes.assign(study=votes["study_id"].map(lambda s: study(s).name))
@@ -340,47 +360,8 @@ def generate_city(out, n_images: int = 3000, n_cities: int = 4, votes_per_image:
     write_qscores(qscores, out / "qscores.tsv")
     return {
         "out": str(out), "images": int(n_images), "cities": list(pd.unique(places["city"])),
-        "votes": len(votes), "votes_per_image": int(votes_per_image),
+        "votes": len(votes), "votes_per_image": _votes_number(votes_per_image),
         "tie_share": round(float((votes["choice"] == "equal").mean()), 4),
         "spearman_trueskill_truth": label_ceiling(qscores, truth),
         "seconds_images": round(images_done - started, 1), "seconds": round(time.perf_counter() - started, 1),
     }
-
-
-# ---------------------------------------------------------------------------------------------- preview
-
-def write_contact_sheet(city_dir, path, n: int = 12, columns: int = 4, seed: int = 0) -> Path:
-    """A grid of `n` scenes from a synthetic city, each captioned with its six true perceptions as deciles
-    of the city (1 = least, 10 = most), so a person can judge whether they look right. Returns `path`."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    city_dir, path = Path(city_dir), Path(path)
-    truth_path = city_dir / "truth.csv"
-    if not truth_path.is_file():
-        raise PerceptionsError(f"{truth_path}: no such file; is {city_dir} a synthetic city?")
-    truth = pd.read_csv(truth_path, dtype={"location_id": str})
-    deciles = truth[list(STUDY_NAMES)].rank(pct=True).mul(10).apply(np.ceil).clip(1, 10).astype(int)
-    picked = np.random.default_rng(seed).choice(len(truth), size=min(n, len(truth)), replace=False)
-    picked = picked[np.argsort(truth["safe"].to_numpy()[picked])]  # least to most safe, to read along
-    thumb_w, thumb_h, caption_h = 320, 240, 46
-    rows = math.ceil(len(picked) / columns)
-    sheet = Image.new("RGB", (columns * thumb_w, rows * (thumb_h + caption_h)), "white")
-    draw = ImageDraw.Draw(sheet)
-    try:
-        font = ImageFont.load_default(size=13)
-    except TypeError:  # Pillow without FreeType: the small bitmap font
-        font = ImageFont.load_default()
-    for k, i in enumerate(picked):
-        row = truth.iloc[i]
-        x, y = (k % columns) * thumb_w, (k // columns) * (thumb_h + caption_h)
-        with Image.open(city_dir / "images" / image_name(row)) as scene:
-            sheet.paste(scene.convert("RGB").resize((thumb_w, thumb_h), Image.BILINEAR), (x, y))
-        d = deciles.iloc[i]
-        lines = [f"{row['city']}, {row['light']}",
-                 "  ".join(f"{s} {d[s]}" for s in STUDY_NAMES[:3]),
-                 "  ".join(f"{s} {d[s]}" for s in STUDY_NAMES[3:])]
-        for j, line in enumerate(lines):
-            draw.text((x + 6, y + thumb_h + 2 + 14 * j), line, fill=(20, 20, 20), font=font)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path)
-    return path

@@ -20,195 +20,77 @@ Only the renderer's own random stream decides the layout, so a scene is a pure f
 """
 from __future__ import annotations
 
-
 import numpy as np
 from PIL import Image, ImageDraw
 
-WIDTH, HEIGHT = 400, 300
-LIGHTS = ("day", "dusk", "night", "fog")
-
-_FOCAL = 260.0          # pixels: a street-view-like ~75 degree horizontal field of view
-_EYE = 1.6              # camera height above the road, metres
-_NEAR, _END = 2.2, 110.0  # nearest drawn depth; where the street's buildings stop
-_FLOOR = 3.2            # storey height, metres
-_VIEW_LEFT, _VIEW_RIGHT = 70, 330  # the columns a centre crop to a square keeps
-_GOLDEN = 0.6180339887  # stratified choices: building k takes (phase + k * golden) mod 1
-
-# Light: multiplier applied to every painted (non-emissive) colour; the colour and the 1/e distance (m) of
-# the haze that fills the distance (dense only in fog).
-_TINT = {"day": (1.0, 1.0, 1.0), "dusk": (0.92, 0.68, 0.6), "night": (0.3, 0.32, 0.45), "fog": (0.9, 0.9, 0.92)}
-_HAZE = {"day": ((200, 218, 240), 260.0), "dusk": ((235, 150, 110), 200.0),
-         "night": ((12, 14, 30), 90.0), "fog": ((198, 200, 204), 35.0)}
-_SKY = {"day": ((70, 130, 215), (185, 212, 240)), "dusk": ((60, 50, 110), (250, 140, 70)),
-        "night": ((4, 6, 18), (22, 26, 52)), "fog": ((192, 194, 198), (200, 202, 206))}
-
-_DULL = [(150, 150, 150), (175, 165, 150), (135, 130, 125), (190, 185, 175), (160, 155, 160), (120, 118, 115)]
-_BRIGHT = [(225, 95, 80), (240, 200, 70), (70, 170, 190), (235, 140, 170), (120, 190, 100), (90, 120, 210),
-           (245, 150, 60), (180, 110, 200), (40, 160, 150), (200, 60, 60)]
-_SPRAY = [(255, 0, 170), (0, 230, 90), (0, 200, 255), (255, 140, 0), (255, 235, 0), (240, 30, 30),
-          (150, 60, 255), (255, 255, 255), (20, 20, 20)]
-_CLOTHES = [(200, 40, 40), (40, 80, 190), (240, 200, 40), (40, 150, 80), (235, 235, 235), (30, 30, 35),
-            (230, 110, 30), (150, 50, 150), (90, 170, 220)]
-_CAR = [(200, 30, 30), (230, 230, 235), (25, 25, 30), (40, 70, 160), (150, 155, 160), (240, 190, 30),
-        (60, 120, 70)]
-_GLASS, _PLYWOOD, _BLACK = (120, 160, 200), (196, 150, 90), (14, 14, 16)
-_LAMP = (255, 225, 150)
+from perceptions.data.scene_canvas import (BLACK, BRIGHT, CAR, CLOTHES, END, EYE, FLOOR, FOCAL, GLASS, GOLDEN, HAZE,
+                                           HEIGHT, LAMP, NEAR, PLYWOOD, SPRAY, WIDTH, Canvas, mix, sky, skyline,
+                                           vivid)
 
 
-def _mix(a, b, t):
-    return (a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t, a[2] + (b[2] - a[2]) * t)
-
-
-def _vivid(rgb, colour: float):
-    """Painted things (awnings, pennants, cars) follow the street's colour variety: grey of the same
-    lightness when it is 0, full colour when it is 1."""
-    grey = 0.3 * rgb[0] + 0.59 * rgb[1] + 0.11 * rgb[2]
-    return _mix((grey, grey, grey), rgb, 0.15 + 0.85 * colour)
-
-
-class _Canvas:
-    """Projection plus a paint pot that applies the scene's light to every colour."""
-
-    def __init__(self, image: Image.Image, light: str, x0: float, y0: float):
-        self.draw = ImageDraw.Draw(image)
-        self.tint = _TINT[light]
-        self.night = light == "night"
-        self.x0, self.y0 = x0, y0
-
-    def xy(self, x, y, z):
-        return (self.x0 + _FOCAL * x / z, self.y0 + _FOCAL * (_EYE - y) / z)
-
-    def paint(self, rgb, emit=False):
-        if emit:
-            return tuple(int(c) for c in rgb)
-        t = self.tint
-        return (int(rgb[0] * t[0]), int(rgb[1] * t[1]), int(rgb[2] * t[2]))
-
-    def nearest_in_view(self, x) -> float:
-        """Smallest depth at which lateral position x falls inside the middle of the frame (what a
-        centre-cropped 224 px view keeps), so small things are put where a viewer sees them."""
-        room = (_VIEW_RIGHT - self.x0) if x > 0 else (self.x0 - _VIEW_LEFT)
-        return max(_NEAR + 0.3, _FOCAL * abs(x) / room)
-
-    def poly(self, points, rgb, emit=False):
-        self.draw.polygon([self.xy(*p) for p in points], fill=self.paint(rgb, emit))
-
-    def wall(self, x, y1, y2, z1, z2, rgb, emit=False):
-        """Rectangle in a facade plane x = const (the part behind the camera's near plane is cut off)."""
-        z1, z2 = max(z1, _NEAR), max(z2, _NEAR)
-        if z2 - z1 < 1e-3:
-            return
-        self.poly([(x, y1, z1), (x, y2, z1), (x, y2, z2), (x, y1, z2)], rgb, emit)
-
-    def ground(self, x1, x2, z1, z2, rgb, y=0.0):
-        self.poly([(x1, y, z1), (x2, y, z1), (x2, y, z2), (x1, y, z2)], rgb)
-
-    def front(self, x1, x2, y1, y2, z, rgb, emit=False):
-        """Rectangle facing the camera at depth z."""
-        (a, b), (c, d) = self.xy(x1, y2, z), self.xy(x2, y1, z)
-        self.draw.rectangle((a, b, c, d), fill=self.paint(rgb, emit))
-
-    def blob(self, x, y, z, rx, ry, rgb, emit=False):
-        cx, cy = self.xy(x, y, z)
-        px, py = _FOCAL * rx / z, _FOCAL * ry / z
-        self.draw.ellipse((cx - px, cy - py, cx + px, cy + py), fill=self.paint(rgb, emit))
-
-
-def _sky(light: str, y0: float, rng) -> Image.Image:
-    top, bottom = (np.array(c, dtype=np.float32) for c in _SKY[light])
-    t = np.clip(np.arange(HEIGHT, dtype=np.float32) / max(y0, 1.0), 0, 1)[:, None]
-    column = (top * (1 - t) + bottom * t).astype(np.uint8)[:, None, :]
-    image = Image.fromarray(column, "RGB").resize((WIDTH, HEIGHT), Image.NEAREST)
-    draw = ImageDraw.Draw(image)
-    if light == "day":
-        for _ in range(int(rng.integers(2, 6))):
-            cx, cy, r = rng.uniform(0, WIDTH), rng.uniform(5, y0 * 0.7), rng.uniform(15, 35)
-            for dx in (-r, 0, r):
-                draw.ellipse((cx + dx - r, cy - r * 0.5, cx + dx + r, cy + r * 0.5), fill=(245, 247, 250))
-    elif light == "night":
-        for _ in range(40):
-            x, y = rng.uniform(0, WIDTH), rng.uniform(0, y0)
-            draw.point((x, y), fill=(230, 230, 255))
-        mx, my = rng.uniform(40, 360), rng.uniform(10, 50)
-        draw.ellipse((mx - 9, my - 9, mx + 9, my + 9), fill=(245, 245, 225))
-    elif light == "dusk":
-        sx = rng.uniform(60, 340)
-        draw.ellipse((sx - 22, y0 - 30, sx + 22, y0 + 14), fill=(255, 200, 120))
-    return image
-
-
-def _skyline(c: _Canvas, rng, haze):
-    """Distant blocks at the end of the street, already faded into the haze."""
-    x = -60.0
-    while x < 60:
-        w, h = rng.uniform(4, 12), rng.uniform(6, 40)
-        c.front(x, x + w, 0, h, 180.0, _mix((90, 95, 105), haze, 0.55))
-        x += w
-
-
-def _road(c: _Canvas, a, half, rng):
-    asphalt = _mix((52, 54, 58), (128, 124, 118), a["road_damage"])
-    c.ground(-half, half, _NEAR, 400, asphalt)
+def _road(c: Canvas, a, half, rng):
+    asphalt = mix((52, 54, 58), (128, 124, 118), a["road_damage"])
+    c.ground(-half, half, NEAR, 400, asphalt)
     for _ in range(int(a["road_damage"] * 9)):               # patches of newer or older asphalt
         z, x = rng.uniform(3, 40), rng.uniform(-half, half - 1)
-        c.ground(x, x + rng.uniform(1, 3), z, z + rng.uniform(1, 5), _mix(asphalt, (40, 40, 44), 0.5))
-    paint = _mix((235, 235, 225), asphalt, a["road_damage"] * 0.8)
-    z = _NEAR + rng.uniform(0, 3)
+        c.ground(x, x + rng.uniform(1, 3), z, z + rng.uniform(1, 5), mix(asphalt, (40, 40, 44), 0.5))
+    paint = mix((235, 235, 225), asphalt, a["road_damage"] * 0.8)
+    z = NEAR + rng.uniform(0, 3)
     while z < 120:                                           # dashed centre line, missing dashes when worn
         if rng.random() > a["road_damage"] * 0.6:
             c.ground(-0.1, 0.1, z, z + 3, paint)
         z += 6
     for _ in range(int(a["road_damage"] ** 1.3 * 40)):      # cracks: random walks on the road
-        x, z = rng.uniform(-half, half), _NEAR + 30 * rng.random() ** 1.5
+        x, z = rng.uniform(-half, half), NEAR + 30 * rng.random() ** 1.5
         pts = []
         for _ in range(6):
             pts.append(c.xy(x, 0, z))
-            x, z = x + rng.uniform(-0.6, 0.6), max(_NEAR, z + rng.uniform(-0.5, 1.2))
+            x, z = x + rng.uniform(-0.6, 0.6), max(NEAR, z + rng.uniform(-0.5, 1.2))
         c.draw.line(pts, fill=c.paint((25, 25, 25)), width=2)
     for _ in range(int(a["road_damage"] ** 1.5 * 12)):      # potholes with muddy water
         x, z, r = rng.uniform(-half + 0.5, half - 0.5), rng.uniform(3, 25), rng.uniform(0.3, 0.9)
         cx, cy = c.xy(x, 0, z)
-        px, py = _FOCAL * r / z, _FOCAL * _EYE * r / (z * z)
+        px, py = FOCAL * r / z, FOCAL * EYE * r / (z * z)
         c.draw.ellipse((cx - px, cy - py, cx + px, cy + py), fill=c.paint((35, 32, 28)))
         c.draw.ellipse((cx - px * 0.6, cy - py * 0.5, cx + px * 0.6, cy + py * 0.5), fill=c.paint((85, 80, 70)))
 
 
-def _window(c: _Canvas, x, y, z, width, state, lit, rng, frame):
+def _window(c: Canvas, x, y, z, width, state, lit, rng, frame):
     y2, z2 = y + 1.6, z + width
     if z > 30:  # a few pixels wide: one flat patch says as much
-        colour = _PLYWOOD if state == "boarded" else _BLACK if state == "broken" else \
-            _LAMP if lit else (30, 34, 50) if c.night else _GLASS
+        colour = PLYWOOD if state == "boarded" else BLACK if state == "broken" else \
+            LAMP if lit else (30, 34, 50) if c.night else GLASS
         c.wall(x, y, y2, z, z2, colour, emit=lit)
         return
     if state == "boarded":
-        c.wall(x, y, y2, z, z2, _PLYWOOD)
+        c.wall(x, y, y2, z, z2, PLYWOOD)
         for k in (0.4, 0.8, 1.2):
             c.wall(x, y + k, y + k + 0.06, z, z2, (120, 85, 45))
         return
     c.wall(x, y - 0.15, y2 + 0.15, z - 0.15, z2 + 0.15, frame)
     if state == "broken":
-        c.wall(x, y, y2, z, z2, _BLACK)
+        c.wall(x, y, y2, z, z2, BLACK)
         # jagged shards of glass left in the frame
         pts = [(x, y2, z), (x, y2, z2), (x, y2 - rng.uniform(0.2, 0.8), z + width * rng.uniform(0.5, 1.0)),
                (x, y2 - rng.uniform(0.6, 1.4), z + width * rng.uniform(0.2, 0.5)), (x, y2 - rng.uniform(0.2, 0.9), z)]
         c.poly(pts, (170, 190, 205))
         return
     if lit:
-        c.wall(x, y, y2, z, z2, _LAMP, emit=True)
+        c.wall(x, y, y2, z, z2, LAMP, emit=True)
     else:
-        c.wall(x, y, y2, z, z2, _GLASS if not c.night else (30, 34, 50))
+        c.wall(x, y, y2, z, z2, GLASS if not c.night else (30, 34, 50))
         c.wall(x, y + 0.9, y2, z + width * 0.15, z + width * 0.45, (190, 215, 235))  # reflection
 
 
-def _tag(c: _Canvas, x, z1, z2, rng, big: bool):
+def _tag(c: Canvas, x, z1, z2, rng, big: bool):
     """One graffiti tag (thick bright scribble) or, when big, a filled outlined piece."""
-    colour = _SPRAY[int(rng.integers(len(_SPRAY)))]
+    colour = SPRAY[int(rng.integers(len(SPRAY)))]
     z = rng.uniform(z1, max(z1 + 0.1, z2 - 2.5))
     if big:
         length = rng.uniform(2.0, 4.0)
         pts = [(x, rng.uniform(0.3, 0.8), z + k * length / 5) for k in range(6)]
         pts += [(x, rng.uniform(1.8, 2.9), z + k * length / 5) for k in range(5, -1, -1)]
-        outline = _SPRAY[int(rng.integers(len(_SPRAY)))]
+        outline = SPRAY[int(rng.integers(len(SPRAY)))]
         screen = [c.xy(*p) for p in pts]
         c.draw.polygon(screen, fill=c.paint(colour), outline=c.paint(outline), width=3)
         return
@@ -216,37 +98,37 @@ def _tag(c: _Canvas, x, z1, z2, rng, big: bool):
     for _ in range(int(rng.integers(5, 9))):
         pts.append(c.xy(x, y, z))
         y, z = min(max(y + rng.uniform(-0.7, 0.7), 0.3), 2.5), z + rng.uniform(0.1, 0.5)
-    width = max(2, int(_FOCAL * 0.15 / max(z, _NEAR)))
+    width = max(2, int(FOCAL * 0.15 / max(z, NEAR)))
     c.draw.line(pts, fill=c.paint(colour), width=width, joint="curve")
 
 
-def _building(c: _Canvas, a, x, side, z1, z2, rng, lit_share, strata):
+def _building(c: Canvas, a, x, side, z1, z2, rng, lit_share, strata):
     """One building; `strata` are two numbers in 0..1 that decide, evenly along the street, whether it has a
     shop and whether it carries graffiti, so the share seen follows the attribute closely."""
     floors = int(np.clip(round(1 + a["height"] * 13 + rng.normal(0, 1.5)), 1, 22))
-    top = floors * _FLOOR
+    top = floors * FLOOR
     # Colour variety: how far every facade moves from a dull tone toward its own bright hue.
     grey = rng.uniform(125, 175)
-    bright = _BRIGHT[int(rng.integers(len(_BRIGHT)))]
-    wall = _mix(_mix((grey, grey, grey + 4), bright, a["colour"]), (85, 75, 62), a["decay"] * 0.55)
+    bright = BRIGHT[int(rng.integers(len(BRIGHT)))]
+    wall = mix(mix((grey, grey, grey + 4), bright, a["colour"]), (85, 75, 62), a["decay"] * 0.55)
     # Window frames and doors: white or a second bright hue.
-    frame = _mix((235, 235, 230), _BRIGHT[int(rng.integers(len(_BRIGHT)))], a["colour"])
-    c.wall(x, 0, top, max(z1, _NEAR), z2, wall)
-    c.wall(x, top - 0.3, top, max(z1, _NEAR), z2, _mix(wall, (40, 40, 40), 0.4))  # cornice
+    frame = mix((235, 235, 230), BRIGHT[int(rng.integers(len(BRIGHT)))], a["colour"])
+    c.wall(x, 0, top, max(z1, NEAR), z2, wall)
+    c.wall(x, top - 0.3, top, max(z1, NEAR), z2, mix(wall, (40, 40, 40), 0.4))  # cornice
     decay = a["decay"]
     for _ in range(int(decay * 7 * rng.uniform(0.5, 1.5))):  # rain stains and damp
         zs, ys = rng.uniform(z1, z2 - 0.8), rng.uniform(1.0, top)
-        c.wall(x, max(0.0, ys - rng.uniform(1.5, 5)), ys, max(zs, _NEAR), zs + rng.uniform(0.4, 1.6),
-               _mix(wall, (30, 28, 22), 0.55))
+        c.wall(x, max(0.0, ys - rng.uniform(1.5, 5)), ys, max(zs, NEAR), zs + rng.uniform(0.4, 1.6),
+               mix(wall, (30, 28, 22), 0.55))
     p_broken, p_boarded = 0.55 * decay ** 1.3, 0.4 * decay ** 1.3
     z = z1 + 0.8
     while z + 1.3 < z2:
         far = z + 1.3
-        off_side = c.x0 + _FOCAL * x / far
-        if z > _NEAR and 0 <= off_side <= WIDTH:  # a column wholly beside the frame is skipped
+        off_side = c.x0 + FOCAL * x / far
+        if z > NEAR and 0 <= off_side <= WIDTH:  # a column wholly beside the frame is skipped
             for f in range(1, floors):
-                y = f * _FLOOR + 0.8
-                if c.y0 + _FOCAL * (_EYE - y) / far < 0:  # this floor and those above are over the frame
+                y = f * FLOOR + 0.8
+                if c.y0 + FOCAL * (EYE - y) / far < 0:  # this floor and those above are over the frame
                     break
                 r = rng.random()
                 state = "broken" if r < p_broken else "boarded" if r < p_broken + p_boarded else "clean"
@@ -255,66 +137,66 @@ def _building(c: _Canvas, a, x, side, z1, z2, rng, lit_share, strata):
     _ground_floor(c, a, x, side, z1, z2, frame, rng, shop=strata[0] < a["shops"])
     if strata[1] < a["graffiti"] * 1.3:
         for _ in range(int(1 + a["graffiti"] * (z2 - z1) * 0.5)):
-            _tag(c, x, max(z1, _NEAR), z2, rng, big=rng.random() < a["graffiti"] * 0.7)
+            _tag(c, x, max(z1, NEAR), z2, rng, big=rng.random() < a["graffiti"] * 0.7)
 
 
-def _ground_floor(c: _Canvas, a, x, side, z1, z2, door_colour, rng, shop: bool):
-    z1 = max(z1, _NEAR)
+def _ground_floor(c: Canvas, a, x, side, z1, z2, door_colour, rng, shop: bool):
+    z1 = max(z1, NEAR)
     if z2 - z1 < 2.5:
         return
     if shop:
         if rng.random() < a["decay"] ** 1.2:                  # closed-down shop: boarded or shuttered
-            colour = _PLYWOOD if rng.random() < 0.5 else (120, 122, 125)
+            colour = PLYWOOD if rng.random() < 0.5 else (120, 122, 125)
             c.wall(x, 0.2, 2.7, z1 + 0.3, z2 - 0.3, colour)
             for k in np.arange(0.5, 2.6, 0.35):
-                c.wall(x, k, k + 0.05, z1 + 0.3, z2 - 0.3, _mix(colour, (40, 40, 40), 0.4))
+                c.wall(x, k, k + 0.05, z1 + 0.3, z2 - 0.3, mix(colour, (40, 40, 40), 0.4))
             return
         c.wall(x, 0.2, 2.6, z1 + 0.3, z2 - 0.3, (250, 235, 190) if c.night else (175, 200, 215), emit=c.night)
-        goods = _vivid(_BRIGHT[int(rng.integers(len(_BRIGHT)))], a["colour"])
+        goods = vivid(BRIGHT[int(rng.integers(len(BRIGHT)))], a["colour"])
         c.wall(x, 0.4, 1.2, z1 + 0.6, z2 - 0.6, goods)
-        awning = _vivid(_BRIGHT[int(rng.integers(len(_BRIGHT)))], a["colour"])
+        awning = vivid(BRIGHT[int(rng.integers(len(BRIGHT)))], a["colour"])
         out = x - side * 1.8                                    # the awning leans out over the pavement
         c.poly([(x, 3.2, z1 + 0.2), (x, 3.2, z2 - 0.2), (out, 2.6, z2 - 0.2), (out, 2.6, z1 + 0.2)], awning)
-        c.wall(x, 3.3, 3.9, z1 + 0.3, z2 - 0.3, _mix(awning, (255, 255, 255), 0.5))  # sign band
+        c.wall(x, 3.3, 3.9, z1 + 0.3, z2 - 0.3, mix(awning, (255, 255, 255), 0.5))  # sign band
         return
     door = rng.uniform(z1 + 0.5, z2 - 1.6)
-    c.wall(x, 0, 2.2, door, door + 1.1, _mix(door_colour, (50, 35, 25), 0.3))
+    c.wall(x, 0, 2.2, door, door + 1.1, mix(door_colour, (50, 35, 25), 0.3))
     if a["decay"] > 0.5 and rng.random() < a["decay"]:
-        c.wall(x, 0.9, 2.5, z1 + 0.4, min(door - 0.3, z1 + 2.0), _PLYWOOD)
+        c.wall(x, 0.9, 2.5, z1 + 0.4, min(door - 0.3, z1 + 2.0), PLYWOOD)
 
 
-def _facades(c: _Canvas, a, x, side, rng):
+def _facades(c: Canvas, a, x, side, rng):
     """Buildings along one side of the street, drawn far to near (a park instead, in very green places)."""
     if a["green"] > 0.65 and rng.random() < (a["green"] - 0.65) * 2.0:
-        c.ground(x, x + side * 60, _NEAR, 300, (70, 140, 55))
+        c.ground(x, x + side * 60, NEAR, 300, (70, 140, 55))
         for z in np.arange(90, 8, -rng.uniform(7, 12)):
             _tree(c, x + side * rng.uniform(2, 12), z + rng.uniform(-2, 2), rng, scale=1.3)
         return
-    cuts = [_NEAR - 6]
-    while cuts[-1] < _END:
+    cuts = [NEAR - 6]
+    while cuts[-1] < END:
         cuts.append(cuts[-1] + rng.uniform(7, 18))
     lit_share = 0.15 + 0.5 * (1 - a["decay"])
     phases = rng.random(2)
     spans = list(zip(cuts[:-1], cuts[1:]))
     for k in range(len(spans) - 1, -1, -1):
         z1, z2 = spans[k]
-        if z2 > _NEAR:
-            _building(c, a, x, side, z1, z2, rng, lit_share, (phases + k * _GOLDEN) % 1.0)
+        if z2 > NEAR:
+            _building(c, a, x, side, z1, z2, rng, lit_share, (phases + k * GOLDEN) % 1.0)
 
 
-def _tree(c: _Canvas, x, z, rng, scale=1.0):
-    if z < _NEAR + 0.5:
+def _tree(c: Canvas, x, z, rng, scale=1.0):
+    if z < NEAR + 0.5:
         return
     h, r = rng.uniform(3.5, 5.5) * scale, rng.uniform(2.0, 3.2) * scale
     c.poly([(x - 0.18, 0, z), (x + 0.18, 0, z), (x + 0.14, h, z), (x - 0.14, h, z)], (90, 65, 40))
     greens = [(40, 110, 40), (60, 140, 50), (30, 90, 35), (85, 160, 60)]
     g = greens[int(rng.integers(len(greens)))]
     for dx, dy, k in ((-0.5, 0.0, 0.8), (0.5, 0.3, 0.8), (0.0, 0.8, 0.85), (0.0, 0.2, 1.0)):
-        c.blob(x + dx * r, h + dy * r, z, r * k, r * k * 0.9, _mix(g, (20, 60, 20), rng.uniform(0, 0.4)))
+        c.blob(x + dx * r, h + dy * r, z, r * k, r * k * 0.9, mix(g, (20, 60, 20), rng.uniform(0, 0.4)))
 
 
-def _car(c: _Canvas, x, z, rng, parked_side, colour):
-    body = _vivid(_CAR[int(rng.integers(len(_CAR)))], colour)
+def _car(c: Canvas, x, z, rng, parked_side, colour):
+    body = vivid(CAR[int(rng.integers(len(CAR)))], colour)
     if parked_side:                                           # the side of a parked car, seen in perspective
         inner = x - parked_side * 0.9
         c.wall(inner, 0.25, 1.05, z, z + 4.3, body)
@@ -330,39 +212,39 @@ def _car(c: _Canvas, x, z, rng, parked_side, colour):
     c.front(x + 0.6, x + 0.85, 0.8, 1.0, z, lamp, emit=c.night)
 
 
-def _person(c: _Canvas, x, z, rng):
+def _person(c: Canvas, x, z, rng):
     h = rng.uniform(1.55, 1.9)
     k = h / 1.75
-    legs = _CLOTHES[int(rng.integers(len(_CLOTHES)))]
-    c.front(x - 0.2, x - 0.03, 0, 0.85 * k, z, _mix(legs, (20, 20, 40), 0.5))
-    c.front(x + 0.03, x + 0.2, 0, 0.85 * k, z, _mix(legs, (20, 20, 40), 0.5))
-    c.front(x - 0.28, x + 0.28, 0.85 * k, 1.45 * k, z, _CLOTHES[int(rng.integers(len(_CLOTHES)))])
+    legs = CLOTHES[int(rng.integers(len(CLOTHES)))]
+    c.front(x - 0.2, x - 0.03, 0, 0.85 * k, z, mix(legs, (20, 20, 40), 0.5))
+    c.front(x + 0.03, x + 0.2, 0, 0.85 * k, z, mix(legs, (20, 20, 40), 0.5))
+    c.front(x - 0.28, x + 0.28, 0.85 * k, 1.45 * k, z, CLOTHES[int(rng.integers(len(CLOTHES)))])
     skin = [(240, 200, 170), (200, 150, 110), (140, 95, 65), (90, 60, 40)][int(rng.integers(4))]
     c.blob(x, 1.58 * k, z, 0.13, 0.15, skin)
 
 
-def _bunting(c: _Canvas, facade, z, rng, colour):
+def _bunting(c: Canvas, facade, z, rng, colour):
     """A string of coloured pennants hung from facade to facade, sagging in the middle."""
     top = rng.uniform(6.0, 8.5)
     n = 14
     points = [(-facade + 2 * facade * k / n, top - 1.2 * (1 - (2 * k / n - 1) ** 2)) for k in range(n + 1)]
     c.draw.line([c.xy(x, y, z) for x, y in points], fill=c.paint((60, 60, 60)), width=1)
     for (xa, ya), (xb, yb) in zip(points[:-1], points[1:]):
-        pennant = _vivid(_SPRAY[int(rng.integers(len(_SPRAY) - 2))], colour)
+        pennant = vivid(SPRAY[int(rng.integers(len(SPRAY) - 2))], colour)
         c.poly([(xa, ya, z), (xb, yb, z), ((xa + xb) / 2, (ya + yb) / 2 - 0.7, z)], pennant)
 
 
-def _litter(c: _Canvas, x, z, rng):
+def _litter(c: Canvas, x, z, rng):
     kind = rng.random()
     if kind < 0.35:                                           # bin bag
         c.blob(x, 0.3, z, 0.45, 0.35, (25, 25, 25) if rng.random() < 0.7 else (220, 220, 215))
     elif kind < 0.7:                                          # paper and wrappers
         c.front(x - 0.3, x + 0.3, 0, 0.14, z, (240, 240, 235))
     else:                                                     # cans and bottles
-        c.front(x - 0.08, x + 0.08, 0, 0.3, z, _SPRAY[int(rng.integers(len(_SPRAY)))])
+        c.front(x - 0.08, x + 0.08, 0, 0.3, z, SPRAY[int(rng.integers(len(SPRAY)))])
 
 
-def _lamp_post(c: _Canvas, x, z):
+def _lamp_post(c: Canvas, x, z):
     c.front(x - 0.07, x + 0.07, 0, 6.0, z, (60, 60, 65))
     if c.night:
         c.blob(x, 5.9, z, 1.4, 1.4, (120, 100, 60), emit=True)
@@ -374,7 +256,7 @@ def _lamp_post(c: _Canvas, x, z):
 
 def _haze(image: Image.Image, light: str, x0, y0, facade_x) -> Image.Image:
     """Blend toward the haze colour with depth; depth is guessed from the distance to the vanishing point."""
-    colour, distance = _HAZE[light]
+    colour, distance = HAZE[light]
     step = 4
     xs = np.arange(0, WIDTH, step, dtype=np.float32) + step / 2
     ys = np.arange(0, HEIGHT, step, dtype=np.float32) + step / 2
@@ -382,8 +264,8 @@ def _haze(image: Image.Image, light: str, x0, y0, facade_x) -> Image.Image:
     dy = ys[:, None] - y0
     # The street as a box: facades at +-facade_x, the road below and, so that the open sky above the street
     # is not hazed like the far distance, a pretend ceiling 25 m up.
-    ground_or_ceiling = np.where(dy > 0, _FOCAL * _EYE / np.maximum(dy, 1e-3), _FOCAL * 25 / np.maximum(-dy, 1e-3))
-    depth = np.minimum(_FOCAL * facade_x / dx, ground_or_ceiling)
+    ground_or_ceiling = np.where(dy > 0, FOCAL * EYE / np.maximum(dy, 1e-3), FOCAL * 25 / np.maximum(-dy, 1e-3))
+    depth = np.minimum(FOCAL * facade_x / dx, ground_or_ceiling)
     alpha = (1 - np.exp(-depth / distance)) * 255
     mask = Image.fromarray(alpha.astype(np.uint8), "L").resize((WIDTH, HEIGHT), Image.BILINEAR)
     return Image.composite(Image.new("RGB", (WIDTH, HEIGHT), colour), image, mask)
@@ -393,20 +275,20 @@ def draw_scene(a: dict, rng: np.random.Generator) -> Image.Image:
     """Render the scene for attribute dict `a` (keys as in synthetic.ATTRIBUTES; values 0..1 except light)."""
     light = a["light"]
     x0, y0 = WIDTH / 2 + rng.uniform(-30, 30), 128 + rng.uniform(-10, 10)
-    image = _sky(light, y0, rng)
-    c = _Canvas(image, light, x0, y0)
-    haze = _HAZE[light][0]
-    _skyline(c, rng, haze)
+    image = sky(light, y0, rng)
+    c = Canvas(image, light, x0, y0)
+    haze = HAZE[light][0]
+    skyline(c, rng, haze)
     half = 3.0 + 6.0 * a["road_width"]
     pavement = rng.uniform(2.8, 4.2)
     facade = half + pavement
-    c.ground(-facade - 80, facade + 80, _NEAR, 400, _mix((165, 162, 155), (120, 112, 100), a["decay"] * 0.6))
+    c.ground(-facade - 80, facade + 80, NEAR, 400, mix((165, 162, 155), (120, 112, 100), a["decay"] * 0.6))
     _road(c, a, half, rng)
     verge = 1.4 * a["green"]
     for side in (-1, 1):
-        c.ground(side * half, side * (half + 0.25), _NEAR, 400, (200, 200, 195), y=0.0)   # kerb
+        c.ground(side * half, side * (half + 0.25), NEAR, 400, (200, 200, 195), y=0.0)   # kerb
         if verge > 0.25:
-            c.ground(side * (half + 0.25), side * (half + 0.25 + verge), _NEAR, 400, (80, 150, 60))
+            c.ground(side * (half + 0.25), side * (half + 0.25 + verge), NEAR, 400, (80, 150, 60))
     for side in (-1, 1):
         _facades(c, a, side * facade, side, rng)
 
@@ -417,7 +299,7 @@ def draw_scene(a: dict, rng: np.random.Generator) -> Image.Image:
         for z in rng.uniform(4, 70, n_trees):
             things.append((z, "tree", side * (half + 0.25 + max(verge, 0.5) * 0.6)))
         if a["green"] > 0.5:                                  # hedges along the front gardens
-            c.wall(side * (facade - 0.4), 0, 1.1 * a["green"], _NEAR, 120, (50, 115, 45))
+            c.wall(side * (facade - 0.4), 0, 1.1 * a["green"], NEAR, 120, (50, 115, 45))
     for z in np.arange(rng.uniform(6, 14), 90, 22):
         things.append((z, "lamp", -(half + 0.5)))
     for _ in range(int(round(a["cars"] * 12))):

@@ -3,7 +3,13 @@
 `evaluate_predictions` is what the train loop calls at the end of every run and what `perceptions evaluate`
 prints; `format_table` renders it for a terminal; `write_plots` draws predicted vs true and the decile
 confusion matrices. `scaling` is any object with `.scale(raw, study) -> 1..10` and `.decile(scaled, study) ->
-1..10` (perceptions.data.labels.Scaling, restored from the model package).
+1..10` (perceptions.data.labels.Scaling, restored from the model package): the label scale and the label
+decile edges. `prediction_deciles` (optional, any object with `.decile(score, study)`, e.g.
+perceptions.predict.inference.PredictionDeciles) puts predictions in deciles with edges fitted on the model's
+own training predictions, so predicted deciles mean what label deciles mean; without it predictions are put in
+deciles with the label edges (the old definition, whose deciles 1 and 10 shrunk predictions rarely reach).
+Both definitions' +-1 decile accuracy is reported: `acc_within_1_decile` (prediction_deciles when given) and
+`acc_within_1_decile_label_edges`, beside what a constant and random ranks score (evaluate/baselines.py).
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from perceptions.errors import PerceptionsError
+from perceptions.evaluate import baselines as B
 from perceptions.evaluate import metrics as M
 
 MEAN_KEY = "mean"
@@ -23,9 +30,10 @@ MEAN_KEY = "mean"
 COUNT_METRICS = ("n", "pairwise_n")
 
 
-def align_study(joined: pd.DataFrame, study: str, scaling) -> dict[str, np.ndarray]:
+def align_study(joined: pd.DataFrame, study: str, scaling, prediction_deciles=None) -> dict[str, np.ndarray]:
     """For one study, the rows with both a finite prediction and a finite label: prediction and label on the
-    1..10 scale and as deciles, the raw label, and the location ids."""
+    1..10 scale and as deciles, the raw label, and the location ids. pred_decile: by `prediction_deciles`'
+    edges when given, else by the label edges; pred_decile_label_edges: always by the label edges."""
     score = M.as_float_array(joined[f"{study}_score"])
     raw = M.as_float_array(joined[study]) if study in joined.columns else np.full(len(joined), np.nan)
     ok = np.isfinite(score) & np.isfinite(raw)
@@ -33,11 +41,14 @@ def align_study(joined: pd.DataFrame, study: str, scaling) -> dict[str, np.ndarr
     if ok.any():
         true_scaled = M.as_float_array(scaling.scale(raw, study))
         true_decile = M.as_float_array(scaling.decile(true_scaled, study))
-        pred_decile = M.as_float_array(scaling.decile(score, study))
+        label_edges = M.as_float_array(scaling.decile(score, study))
+        pred_decile = (label_edges if prediction_deciles is None
+                       else M.as_float_array(prediction_deciles.decile(score, study)))
     else:
-        true_scaled = true_decile = pred_decile = np.empty(0)
+        true_scaled = true_decile = pred_decile = label_edges = np.empty(0)
     return {"location_id": joined["location_id"].to_numpy()[ok], "pred": score, "true": true_scaled,
-            "pred_decile": pred_decile, "true_decile": true_decile, "raw": raw, "mask": ok}
+            "pred_decile": pred_decile, "pred_decile_label_edges": label_edges, "true_decile": true_decile,
+            "raw": raw, "mask": ok}
 
 
 def join_tables(pred: pd.DataFrame, labels: pd.DataFrame, studies, truth: pd.DataFrame | None = None
@@ -68,23 +79,31 @@ def join_tables(pred: pd.DataFrame, labels: pd.DataFrame, studies, truth: pd.Dat
 def evaluate_predictions(pred: pd.DataFrame, labels: pd.DataFrame, studies, scaling,
                          votes: pd.DataFrame | None = None, truth: pd.DataFrame | None = None,
                          score_fn: Callable[[pd.DataFrame], pd.Series] | None = None,
-                         ceiling_splits: int = 5, seed: int = 0) -> dict[str, dict[str, float]]:
+                         ceiling_splits: int = 5, seed: int = 0, prediction_deciles=None
+                         ) -> dict[str, dict[str, float]]:
     """{study: {metric: value}} plus a "mean" entry over studies.
 
     pred: location_id and `<study>_score` (1..10). labels: location_id and raw `<study>` scores (TrueSkill
     scale). votes (optional): study, left, right, choice; gives pairwise accuracy on the votes between predicted
     images and the label-noise ceiling (split-half reliability of the labels, scored by `score_fn`, default a
     win rate). truth (optional, the synthetic city): location_id and one column per study.
+    prediction_deciles (optional): the edges predicted deciles are cut with (the model package's, fitted on its
+    training predictions); None: the label edges of `scaling`, and then acc_within_1_decile equals
+    acc_within_1_decile_label_edges.
     """
     studies = list(studies)
     joined = join_tables(pred, labels, studies, truth)
     results: dict[str, dict[str, float]] = {}
     for study in studies:
-        a = align_study(joined, study, scaling)
+        a = align_study(joined, study, scaling, prediction_deciles)
         m = {
             "n": int(a["pred"].size),
             "acc_within_1_decile": M.decile_accuracy(a["pred_decile"], a["true_decile"], tolerance=1),
             "acc_exact_decile": M.decile_accuracy(a["pred_decile"], a["true_decile"], tolerance=0),
+            "acc_within_1_decile_label_edges": M.decile_accuracy(a["pred_decile_label_edges"], a["true_decile"],
+                                                                 tolerance=1),
+            **B.baseline_metrics(a["true_decile"], constant_decile(scaling, study)),
+            **B.extreme_decile_shares(a["pred_decile"]),
             "spearman": M.spearman(a["pred"], a["true"]),
             "pearson": M.pearson(a["pred"], a["true"]),
             "r2": M.r2(a["pred"], a["true"]),
@@ -108,6 +127,14 @@ def evaluate_predictions(pred: pd.DataFrame, labels: pd.DataFrame, studies, scal
         results[study] = m
     results[MEAN_KEY] = mean_over_studies(results)
     return results
+
+
+def constant_decile(scaling, study: str) -> int:
+    """The decile a constant prediction at the training median label falls in (baselines.constant_decile):
+    from the label edges when `scaling` exposes them (Scaling.params), else decile 6, where it lands whenever
+    no edge ties with the median."""
+    edges = ((getattr(scaling, "params", None) or {}).get(study) or {}).get("decile_edges")
+    return B.constant_decile(edges) if edges is not None else B.MEDIAN_DECILE
 
 
 def perfect_model_decile_accuracy(truth: np.ndarray, aligned: dict, study: str, scaling) -> float:
@@ -137,24 +164,13 @@ def mean_over_studies(per_study: dict[str, dict[str, float]]) -> dict[str, float
     return out
 
 
-def to_jsonable(metrics: dict) -> dict:
-    """The same nested dict with NaN/inf as None (JSON has no NaN) and numpy scalars as Python numbers."""
-    def clean(v):
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, (np.integer, int)) and not isinstance(v, bool):
-            return int(v)
-        if isinstance(v, (np.floating, float)):
-            return float(v) if math.isfinite(v) else None
-        return v
-    return clean(metrics)
-
-
 # (metric key, column header, format) in the order the terminal table shows them.
 TABLE_COLUMNS = (
     ("n", "n", "{:d}"),
     ("acc_within_1_decile", "+-1 dec", "{:.3f}"),
     ("acc_exact_decile", "exact", "{:.3f}"),
+    ("baseline_constant_within_1_decile", "const+-1", "{:.3f}"),
+    ("baseline_random_within_1_decile", "rand+-1", "{:.3f}"),
     ("spearman", "spearman", "{:.3f}"),
     ("r2", "r2", "{:.3f}"),
     ("mae", "mae", "{:.2f}"),
@@ -168,7 +184,10 @@ TABLE_COLUMNS = (
 
 # One line each for the columns whose header does not explain itself.
 TABLE_LEGEND = {
-    "acc_within_1_decile": "+-1 dec / exact: predicted decile within one of / equal to the label's",
+    "acc_within_1_decile": "+-1 dec / exact: predicted decile (edges from the model's own training predictions "
+                           "when it has them) within one of / equal to the label's",
+    "baseline_constant_within_1_decile": "const+-1 / rand+-1: +-1 dec of a constant at the training median / of "
+                                         "random ranks (exact, from the label deciles)",
     "pairwise_acc": "pairwise: held-out votes (both images evaluated, ties excluded) the scores get right",
     "label_ceiling": "ceiling: Spearman a perfect model would reach against these noisy labels (split-half)",
     "ceiling_within_1_decile": "ceil+-1: +-1 dec of a perfect model (truth's ranking, calibrated to the labels)",
@@ -198,16 +217,18 @@ def format_table(metrics: dict[str, dict[str, float]], legend: bool = False) -> 
     return "\n".join(lines)
 
 
-def write_plots(pred: pd.DataFrame, labels: pd.DataFrame, studies, scaling, out_dir) -> list[Path]:
+def write_plots(pred: pd.DataFrame, labels: pd.DataFrame, studies, scaling, out_dir, prediction_deciles=None
+                ) -> list[Path]:
     """pred_vs_true.png (scatter grid, one panel per study) and decile_confusion.png (row-normalised matrix
-    grid) in out_dir; returns the paths written. Uses matplotlib's Agg canvas directly: no pyplot state."""
+    grid; predicted deciles by `prediction_deciles` when given, else the label edges) in out_dir; returns the
+    paths written. Uses matplotlib's Agg canvas directly: no pyplot state."""
     from matplotlib.figure import Figure
 
     studies = list(studies)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     joined = join_tables(pred, labels, studies)
-    aligned = {s: align_study(joined, s, scaling) for s in studies}
+    aligned = {s: align_study(joined, s, scaling, prediction_deciles) for s in studies}
     ncols = min(3, len(studies)) or 1
     nrows = max(1, math.ceil(len(studies) / ncols))
 

@@ -216,9 +216,9 @@ def read_state_dict(path) -> dict:
             return load_file(str(path))
         except (SafetensorError, OSError) as e:
             raise PerceptionsError(f"{path}: not a readable safetensors file ({e})") from None
-    from perceptions.nets.package import load_checkpoint
+    from perceptions.files import read_torch_file
 
-    state = load_checkpoint(path)
+    state = read_torch_file(path)
     for key in ("state_dict", "model", "model_state", "net"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

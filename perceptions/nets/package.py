@@ -5,13 +5,12 @@
     MODEL_CARD.md       what it was trained on, how well it did, what it is for and not for
 
 Loading reads tensors with safetensors and metadata with json: nothing in a package can run code.
-Training checkpoints (which hold optimizer state) are read with `load_checkpoint`, i.e. torch.load with
-weights_only=True, which refuses pickled objects other than tensors and plain containers.
+Training checkpoints (which hold optimizer state) are read with `perceptions.files.read_torch_file`, i.e.
+torch.load with weights_only=True, which refuses pickled objects other than tensors and plain containers.
 """
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import uuid
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from perceptions.data.images import Preprocess
 from perceptions.errors import PerceptionsError
+from perceptions.files import fsync_file, fsync_folder, json_text
 from perceptions.studies import study
 
 FORMAT_VERSION = 1
@@ -45,7 +45,7 @@ def save_package(directory, net, preprocess: Preprocess, scaling: dict, meta: di
     of ~5e-4, below what bf16 inference already rounds); the head stays float32, so scores keep their steps."""
     from safetensors.torch import save_file
 
-    import perceptions
+    from perceptions.version import __version__
 
     target = Path(directory)
     if target.exists() and not target.is_dir():
@@ -61,7 +61,7 @@ def save_package(directory, net, preprocess: Preprocess, scaling: dict, meta: di
         _check_backbone_is_packaged(net)
     info = {
         "format_version": FORMAT_VERSION,
-        "perceptions_version": perceptions.__version__,
+        "perceptions_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "backbone": net.backbone_name,
         "weights": str(net.weights),
@@ -78,7 +78,7 @@ def save_package(directory, net, preprocess: Preprocess, scaling: dict, meta: di
         **meta,
     }
     _validate(info, target)
-    text = json.dumps(_plain(info), indent=2, allow_nan=False, default=_json_default)
+    text = json_text(info)
     module = net.head if head_only else net
     prefix = "head." if head_only else ""
     # Copies: safetensors refuses tensors that share memory, and channels_last weights are not contiguous.
@@ -95,7 +95,7 @@ def save_package(directory, net, preprocess: Preprocess, scaling: dict, meta: di
         (tmp / META_FILE).write_text(text + "\n", encoding="utf-8")
         (tmp / CARD_FILE).write_text(card if card is not None else default_card(info), encoding="utf-8")
         for name in (WEIGHTS_FILE, META_FILE, CARD_FILE):
-            _fsync(tmp / name)
+            fsync_file(tmp / name)
         _swap_into_place(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -161,34 +161,6 @@ def preprocess_from_meta(meta: dict) -> Preprocess:
     return Preprocess.from_dict(meta["preprocess"])
 
 
-def load_checkpoint(path, map_location="cpu"):
-    """torch.load(weights_only=True): tensors, numbers, strings and containers only. A file that needs any
-    other Python object (which is how a pickle runs code) is refused with one clear line."""
-    import pickle
-    import warnings
-
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise PerceptionsError(f"{path}: no such file")
-    try:
-        with warnings.catch_warnings():
-            # torch warns about the pickle protocol of files it then refuses anyway.
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()
-        if first and first[0].startswith("Weights only load failed"):
-            raise PerceptionsError(f"{path}: refused: it holds Python objects other than tensors and plain "
-                                   "containers, which could run code when loaded (only weights are read)") from None
-        raise PerceptionsError(f"{path}: not a readable checkpoint ({first[0] if first else e})") from None
-    except Exception as e:  # noqa: BLE001 - weights_only ran no code; anything else is a damaged or foreign file
-        first = str(e).strip().splitlines()
-        detail = f"{type(e).__name__}: {first[0]}" if first else type(e).__name__
-        raise PerceptionsError(f"{path}: not a readable checkpoint ({detail})") from None
-
-
 def default_card(info: dict) -> str:
     """A short MODEL_CARD.md from the package's own metadata, for callers that pass no card."""
     studies = ", ".join(info["studies"])
@@ -209,7 +181,7 @@ def default_card(info: dict) -> str:
     lines += ["", "## Test metrics", ""]
     metrics = info.get("metrics") or {}
     if metrics:
-        lines += [f"- {k}: {json.dumps(_plain(v), default=_json_default)}" for k, v in metrics.items()]
+        lines += [f"- {k}: {json_text(v, indent=None)}" for k, v in metrics.items()]
     else:
         lines.append("- not recorded")
     lines += [
@@ -239,6 +211,11 @@ def _validate(meta, where) -> None:
         value = meta[key]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise PerceptionsError(f"{where}: {key!r} has the wrong type ({type(value).__name__})")
+    # Optional: decile edges fitted on the model's training predictions (predict.inference.PredictionDeciles
+    # reads and checks the contents); packages without them use the label edges of "scaling".
+    if "prediction_deciles" in meta and not isinstance(meta["prediction_deciles"], dict):
+        raise PerceptionsError(f"{where}: 'prediction_deciles' has the wrong type "
+                               f"({type(meta['prediction_deciles']).__name__})")
     studies = meta["studies"]
     if not studies or not all(isinstance(s, str) for s in studies):
         raise PerceptionsError(f"{where}: 'studies' must be a non-empty list of study names")
@@ -284,42 +261,7 @@ def _swap_into_place(tmp: Path, target: Path) -> None:
         old = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.old"
         os.replace(target, old)
     os.replace(tmp, target)
-    _fsync(target.parent)
+    fsync_folder(target.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
-
-def _fsync(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems cannot fsync a directory
-    finally:
-        os.close(fd)
-
-
-def _plain(value):
-    """JSON has no NaN/inf: write them as null (e.g. a metric that could not be computed)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _json_default(value):
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return _plain(value.item())
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"model metadata: {type(value).__name__} is not JSON-serialisable")

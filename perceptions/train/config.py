@@ -2,18 +2,30 @@
 
 Every knob of a run lives here, so `config.json` in a run folder is enough to repeat the run, and `--resume`
 can tell whether a folder was made from the same data, backbone and studies.
+
+The defaults are the recipe `make demo` trains with, chosen by measurement on 2 CPU cores: EfficientNet-Lite0
+at 128 px keeping the whole picture height (crop_pct 1.0; fine-tuning costs about a third of 224 px per image),
+3 head-only epochs on backbone features computed once, then 8 epochs fine-tuning the whole net at the full
+learning rate with the backbone's batch-norm statistics kept as pretrained (small batches estimate them badly),
+mild random crops (60-100% of the picture) and flips, and the regression and ranking losses together. fp32 on a
+CPU (bf16 autocast only pays at 224 px and above, and only with native bf16), autocast on CUDA. The
+measurements behind these choices are in benchmarks/RESULTS.md; `perceptions train --data DIR` with no other
+flag trains exactly as `make demo` does.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 
+from perceptions.data.images import AUGMENTATIONS
+from perceptions.data.labels import SPLIT_METHODS
 from perceptions.errors import PerceptionsError
 
+log = logging.getLogger(__name__)
+
 LOSSES = ("regression", "ranking", "both")
-AUGMENTATIONS = ("crop", "flip", "none")  # random resized crop + flip (images.train_transform), flip only, none
-SPLITS = ("random", "city")
 DEVICES = ("auto", "cpu", "cuda")
 # Validation metrics a run can select its best epoch on, and whether higher is better.
 MONITORS = {"val_spearman": "max", "val_loss": "min", "val_within1": "max", "val_pairwise": "max"}
@@ -25,25 +37,25 @@ class TrainConfig:
     studies: list[str] = field(default_factory=lambda: ["all"])
     backbone: str = "efficientnet_lite0"
     weights: str = "packaged"            # packaged | hub | none | PATH
-    epochs: int = 10                     # fine-tuning epochs (after the frozen ones)
-    freeze_epochs: int = 0               # head-only epochs on cached backbone features, run first
+    epochs: int = 8                      # fine-tuning epochs (after the frozen ones)
+    freeze_epochs: int = 3               # head-only epochs on cached backbone features, run first
     batch_size: int = 32
     lr: float = 1e-3                     # head learning rate; the backbone gets lr * backbone_lr_mult
-    backbone_lr_mult: float = 0.1
+    backbone_lr_mult: float = 1.0
     head_lr_frozen: float = 3e-3         # learning rate of the frozen-backbone (cached feature) phase
     head_batch_size: int = 256           # batch size of the frozen-backbone phase (features are cheap)
     weight_decay: float = 0.01
     warmup_frac: float = 0.05            # share of the steps of a phase spent warming the lr up
     grad_clip: float = 1.0
     augment: str = "crop"                # fine-tuning augmentation: crop (+flip), flip, none
-    freeze_bn: bool = False              # keep the backbone's batch-norm statistics fixed while fine-tuning
-    image_size: int | None = None        # None: the size the backbone's weights were trained at
-    crop_pct: float | None = None        # share of the shorter side kept by the centre crop; None: the weights'
+    freeze_bn: bool = True               # keep the backbone's batch-norm statistics fixed while fine-tuning
+    image_size: int | None = 128         # None: the size the backbone's weights were trained at
+    crop_pct: float | None = 1.0         # share of the shorter side kept by the centre crop; None: the weights'
     split: str = "random"
     val_frac: float = 0.1
     test_frac: float = 0.2
     oversample: bool = False
-    loss: str = "regression"
+    loss: str = "both"
     ranking_weight: float = 1.0          # weight of the ranking term when --loss both
     ranking_scale: float = 1.0           # logistic slope per unit of the 1..10 score scale
     score_column: str = "trueskill.score"
@@ -51,23 +63,27 @@ class TrainConfig:
     patience: int = 0                    # epochs without improvement before stopping; 0 = never stop early
     seed: int = 0
     device: str = "auto"
-    amp: bool = True
+    amp: bool | None = None              # mixed precision; None: on CUDA only (see amp_on)
     workers: int | None = None           # data loader processes; None: runtime.default_workers(device)
     out: str = "outputs/runs"
     max_images: int | None = None        # use only the first N labelled images (quick trials)
     resume: str | None = None
-    progress: bool = True                # tqdm bars
+    final_test: bool = True              # evaluate on the test split at the end (off: recipe searches on val)
+    progress: bool | None = None         # bars on a terminal, plain lines in a log; True/False force either
 
     def __post_init__(self):
         if isinstance(self.studies, str):
             self.studies = [s for s in self.studies.split(",") if s.strip()]
+        # 0 on the command line means "what the backbone's weights say", as None does.
+        self.image_size = self.image_size or None
+        self.crop_pct = self.crop_pct or None
         self.validate()
 
     def validate(self) -> None:
         checks = [
             (self.loss in LOSSES, f"--loss must be one of {', '.join(LOSSES)}, not {self.loss!r}"),
             (self.augment in AUGMENTATIONS, f"--augment must be one of {', '.join(AUGMENTATIONS)}"),
-            (self.split in SPLITS, f"--split must be one of {', '.join(SPLITS)}, not {self.split!r}"),
+            (self.split in SPLIT_METHODS, f"--split must be one of {', '.join(SPLIT_METHODS)}, not {self.split!r}"),
             (self.device in DEVICES, f"--device must be one of {', '.join(DEVICES)}, not {self.device!r}"),
             (self.monitor in MONITORS, f"--monitor must be one of {', '.join(MONITORS)}, not {self.monitor!r}"),
             (self.epochs >= 0 and self.freeze_epochs >= 0, "--epochs and --freeze-epochs must be >= 0"),
@@ -98,6 +114,16 @@ class TrainConfig:
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
 
+    def phases(self) -> list[tuple[str, int, int]]:
+        """(phase, first epoch, last epoch): the head-only epochs, then fine-tuning; epochs count from 1."""
+        return [("frozen", 1, self.freeze_epochs),
+                ("finetune", self.freeze_epochs + 1, self.freeze_epochs + self.epochs)]
+
+    def amp_on(self, device) -> bool:
+        """--amp / --no-amp as typed; by default autocast on CUDA only: on a CPU below 144 px fp32 trains
+        faster than bf16 even where bf16 is native (benchmarks/RESULTS.md)."""
+        return bool(self.amp) if self.amp is not None else device.type == "cuda"
+
 
 # What must match between a run folder and a `--resume` request: change any and the old state means nothing.
 IDENTITY_FIELDS = ("data", "studies", "backbone", "weights", "image_size", "crop_pct", "split", "val_frac",
@@ -106,9 +132,15 @@ IDENTITY_FIELDS = ("data", "studies", "backbone", "weights", "image_size", "crop
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field (defaults come from the dataclass, so they cannot drift)."""
+    """One flag per TrainConfig field. Defaults come from the dataclass, so they cannot drift; the parser
+    itself leaves an option it was not given out of the namespace (argparse.SUPPRESS), so `typed_options` knows
+    what the user typed, even a value equal to the default (`--resume RUN --epochs 10` on a 20-epoch run)."""
     d = TrainConfig(data="")
-    a = parser.add_argument
+
+    def a(*flags, default=None, help="", **kw):
+        shown = "" if default is None and kw.get("action") is not argparse.BooleanOptionalAction else \
+            f" (default: {default})"
+        parser.add_argument(*flags, default=argparse.SUPPRESS, help=(help + shown).strip(), **kw)
     a("--data", metavar="DIR",
       help="folder with images/ and qscores.tsv (and votes.tsv, truth.csv if present); required unless --resume")
     a("--studies", default="all", help="'all' or a comma list, e.g. safe,beautiful")
@@ -129,10 +161,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--freeze-bn", action=argparse.BooleanOptionalAction, default=d.freeze_bn,
       help="keep the backbone's batch-norm statistics as pretrained while fine-tuning (small batches)")
     a("--grad-clip", type=float, default=d.grad_clip, help="max gradient norm (0: no clipping)")
-    a("--image-size", type=int, default=None, help="input size (default: the weights' own)")
-    a("--crop-pct", type=float, default=None,
-      help="share of the shorter side kept by the centre crop (default: the weights'; 1.0 keeps the most)")
-    a("--split", choices=SPLITS, default=d.split, help="random images, or whole cities held out")
+    a("--image-size", type=int, default=d.image_size, help="input size (0: the weights' own)")
+    a("--crop-pct", type=float, default=d.crop_pct,
+      help="share of the shorter side kept by the centre crop (0: the weights' own; 1.0 keeps the most)")
+    a("--split", choices=SPLIT_METHODS, default=d.split, help="random images, or whole cities held out")
     a("--val-frac", type=float, default=d.val_frac)
     a("--test-frac", type=float, default=d.test_frac)
     a("--oversample", action=argparse.BooleanOptionalAction, default=d.oversample,
@@ -144,30 +176,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--patience", type=int, default=d.patience, help="early stopping patience in epochs (0: off)")
     a("--seed", type=int, default=d.seed)
     a("--device", choices=DEVICES, default=d.device)
-    a("--amp", action=argparse.BooleanOptionalAction, default=d.amp,
-      help="mixed precision (bf16 on CPUs that have it natively, fp16/bf16 on CUDA)")
-    a("--workers", type=int, default=None,
+    a("--amp", action=argparse.BooleanOptionalAction,
+      help="mixed precision (bf16 on CPUs that have it natively, fp16/bf16 on CUDA; default: on CUDA only)")
+    a("--workers", type=int,
       help="data loader worker processes (default: 0 on a CPU, where decoding is cheap next to training)")
     a("--out", default=d.out, help="parent folder of run folders")
-    a("--max-images", type=int, default=None, help="use only N labelled images (quick trials)")
-    a("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
-    a("--progress", action=argparse.BooleanOptionalAction, default=d.progress, help="progress bars")
+    a("--max-images", type=int, help="use only a seeded random sample of N labelled images (quick trials)")
+    a("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint; options typed "
+      "with it apply (epochs, patience, workers, device, progress...) unless they would change what the run is "
+      "(data, backbone, image size, studies, split...), which is refused")
+    a("--final-test", action=argparse.BooleanOptionalAction, default=d.final_test,
+      help="evaluate the best epoch on the test split once, at the end; --no-final-test when comparing "
+      "settings, which must be chosen on validation only")
+    a("--progress", action=argparse.BooleanOptionalAction,
+      help="progress bars (default: on a terminal; in a log file one plain line every 30 s instead)")
 
 
-def explicit_overrides(args: argparse.Namespace, add_arguments_fn=add_arguments) -> dict:
-    """The options a user typed (those whose value differs from the parser's default), for --resume."""
-    parser = argparse.ArgumentParser(add_help=False)
-    add_arguments_fn(parser)
-    defaults = vars(parser.parse_args([]))
+def typed_options(args: argparse.Namespace) -> dict:
+    """The TrainConfig fields the user typed (add_arguments leaves the others out of the namespace)."""
     known = {f.name for f in dataclasses.fields(TrainConfig)}
-    return {k: v for k, v in vars(args).items() if k in known and k in defaults and v != defaults[k]}
+    return {k: v for k, v in vars(args).items() if k in known}
 
 
 def resume_config(run_dir, overrides: dict | None = None) -> TrainConfig:
     """The config a run folder was made with, updated by `overrides` (train() refuses identity changes)."""
     from pathlib import Path
 
-    from perceptions.train.run_folder import CONFIG_FILE, read_json
+    from perceptions.files import read_json
+    from perceptions.train.run_folder import CONFIG_FILE
 
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
@@ -179,7 +215,11 @@ def resume_config(run_dir, overrides: dict | None = None) -> TrainConfig:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    if not args.data:
+    """A new run's config (typed options over the defaults), or with --resume the run folder's config with
+    the typed options applied (train() refuses those that would change what the run is)."""
+    typed = typed_options(args)
+    if typed.get("resume"):
+        return resume_config(typed["resume"], {k: v for k, v in typed.items() if k != "resume"})
+    if not typed.get("data"):
         raise PerceptionsError("--data DIR is required (a folder with images/ and qscores.tsv)")
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in vars(args).items() if k in known})
+    return TrainConfig(**typed)

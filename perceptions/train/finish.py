@@ -1,53 +1,80 @@
-"""The end of a run: reload the best weights, evaluate on the held-out test split, write the test predictions,
-evaluation plots, the model package and summary.json.
+"""The end of a run: reload the best weights, fit the predicted-decile edges on the training split, evaluate
+once on the held-out test split, write the test predictions, evaluation plots, the model package and
+summary.json.
 
-Test scores are made the way `perceptions predict` makes them (clipped to 1..10, rounded to 1e-4) and scored by
-the same `evaluate_predictions` call `perceptions evaluate` uses, so the numbers here are the ones a user gets.
+Predicted deciles: predictions shrink towards the mean, so the label decile edges would leave predicted deciles
+1 and 10 nearly empty. The edges applied to predictions are the 10%..90% quantiles of the best model's own
+predictions on the training split (`PredictionDeciles`, stored in the package as meta["prediction_deciles"]), so
+each predicted decile holds about a tenth of the training images, as each label decile does. This costs one
+more inference pass over the training images.
+
+Test scores are made the way `perceptions predict` makes them (the one inference path, then `to_scores` and
+`to_deciles`) and scored by the same `evaluate_predictions` call `perceptions evaluate` uses, so the numbers here
+are the ones a user gets.
 """
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
 import numpy as np
 
+from perceptions import runtime
 from perceptions.data.datasets import ImageScores
+from perceptions.data.folder import label_scorer
+from perceptions.data.images import eval_transform
+from perceptions.evaluate.report import evaluate_predictions, format_table, write_plots
+from perceptions.files import jsonable, write_json
+from perceptions.nets.package import save_package
+from perceptions.predict.inference import PredictionDeciles, to_deciles, to_scores
 from perceptions.train import run_folder as rf
 from perceptions.train.checkpoint import load_checkpoint
 from perceptions.train.config import TrainConfig
-from perceptions.train.distributed import predict_sharded
 from perceptions.train.prepare import TrainData, data_summary
-from perceptions.train.runtime import is_main_process
+from perceptions.train.validation import predict_dataset, prediction_frame
 
-SCORE_DECIMALS = 4  # as perceptions.predict rounds its scores
+log = logging.getLogger(__name__)
 
 
-def test_predictions(net, preprocess, data: TrainData, config: TrainConfig, device, precision):
-    """DataFrame of the test images: location fields, `<study>_score` (1..10) and `<study>_decile`."""
-    from perceptions.data.images import eval_transform
-    from perceptions.train.loop import prediction_frame, predict
-
-    rows = data.rows("test")
+def split_scores(net, preprocess, data: TrainData, config: TrainConfig, device, precision, split: str,
+                 desc: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(rows of `split`, their (N, S) scores on 1..10): the eval transform, the one inference path, to_scores."""
+    rows = data.rows(split)
     images = ImageScores(data.table["path"].to_numpy()[rows], data.targets[rows], eval_transform(preprocess),
                          preprocess.input_size, preprocess.resize_size)
-    # Under torchrun each rank predicts every N-th test image and all ranks get every prediction, in order.
-    raw = predict_sharded(lambda ds: predict(net, ds, device, precision, max(64, config.batch_size),
-                                             config.workers, desc="test",
-                                             progress=config.progress and is_main_process()), images)
-    scores = np.round(np.clip(raw, 1.0, 10.0), SCORE_DECIMALS)
+    return rows, to_scores(predict_dataset(net, images, config, device, precision, desc or split))
+
+
+def fit_prediction_deciles(net, preprocess, data: TrainData, config: TrainConfig, device, precision
+                           ) -> PredictionDeciles | None:
+    """Decile edges of the model's own predictions on the training split (None without training images). Per
+    study only the images rated for it count, the images the label edges (Scaling) were fitted on."""
+    if not data.rows("train").size:
+        return None
+    rows, scores = split_scores(net, preprocess, data, config, device, precision, "train", "train deciles")
+    return PredictionDeciles.fit(np.where(np.isfinite(data.targets[rows]), scores, np.nan), data.studies)
+
+
+def test_predictions(net, preprocess, data: TrainData, config: TrainConfig, device, precision,
+                     prediction_deciles=None):
+    """DataFrame of the test images: location fields, `<study>_score` (1..10), `<study>_decile` (by
+    `prediction_deciles` when given, as `predict` with the package does; else the label edges) and
+    `<study>_decile_label_edges` (by the label edges, the old definition)."""
+    rows, scores = split_scores(net, preprocess, data, config, device, precision, "test")
     frame = prediction_frame(scores, data, rows)
+    edges = prediction_deciles if prediction_deciles is not None else data.scaling
+    deciles = to_deciles(scores, edges, data.studies)
+    label_deciles = to_deciles(scores, data.scaling, data.studies)
     for j, s in enumerate(data.studies):
-        frame[f"{s}_decile"] = data.scaling.decile(scores[:, j], s)
+        frame[f"{s}_decile"] = deciles[:, j]
+    for j, s in enumerate(data.studies):
+        frame[f"{s}_decile_label_edges"] = label_deciles[:, j]
     return frame
 
 
 def finish_run(run_dir: Path, net, preprocess, data: TrainData, config: TrainConfig, device, precision,
                timings: dict, started: float) -> dict:
-    from perceptions.evaluate.report import evaluate_predictions, format_table, to_jsonable, write_plots
-    from perceptions.evaluate.run import label_scorer
-    from perceptions.nets.package import save_package
-    from perceptions.train.loop import log
-
     best_epoch = None
     if (run_dir / rf.BEST).is_file():
         best = load_checkpoint(run_dir / rf.BEST)
@@ -55,17 +82,22 @@ def finish_run(run_dir: Path, net, preprocess, data: TrainData, config: TrainCon
         best_epoch = int(best["epoch"])
     net.eval()
     t0 = time.perf_counter()
+    log.info("fitting the predicted-decile edges on the training split...")
+    deciles = fit_prediction_deciles(net, preprocess, data, config, device, precision)
+    timings["train_deciles_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     metrics, plots = {}, []
-    if data.rows("test").size:
-        log("evaluating on the test split...")
-        frame = test_predictions(net, preprocess, data, config, device, precision)
+    if data.rows("test").size and config.final_test:
+        log.info("evaluating on the test split...")
+        frame = test_predictions(net, preprocess, data, config, device, precision, deciles)
         labels = data.table.iloc[data.rows("test")]
         metrics = evaluate_predictions(frame, labels, data.studies, data.scaling, votes=data.votes,
                                        truth=data.truth, score_fn=label_scorer(config.score_column),
-                                       seed=config.seed)
-        if is_main_process():
+                                       seed=config.seed, prediction_deciles=deciles)
+        if runtime.is_main_process():
             frame.to_csv(run_dir / "test_predictions.csv", index=False, float_format="%.6g")
-            plots = write_plots(frame, labels, data.studies, data.scaling, run_dir / "evaluation")
+            plots = write_plots(frame, labels, data.studies, data.scaling, run_dir / "evaluation",
+                                prediction_deciles=deciles)
     timings["test_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - started
     rows = rf.read_metrics(run_dir)
@@ -79,17 +111,19 @@ def finish_run(run_dir: Path, net, preprocess, data: TrainData, config: TrainCon
         "monitor": config.monitor,
         "best_value": next((r.get(config.monitor) for r in rows if r["epoch"] == best_epoch), None),
         "data": data.counts(),
-        "test": to_jsonable(metrics),
+        "test": jsonable(metrics),
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
     }
-    if is_main_process():
-        meta = {"data": data_summary(data, config), "metrics": to_jsonable(metrics),
+    if runtime.is_main_process():
+        meta = {"data": data_summary(data, config), "metrics": jsonable(metrics),
                 "training": {"config": config.to_dict(), "best_epoch": best_epoch, "epochs_run": summary["epochs_run"],
                              "monitor": config.monitor, "run": run_dir.name}}
+        if deciles is not None:
+            meta["prediction_deciles"] = deciles.to_dict()
         # The folder is this run's own: a resumed run that died while exporting may replace its package.
         save_package(run_dir / "model", net, preprocess, data.scaling.to_dict(), meta, overwrite=True)
-        rf.write_json(run_dir / rf.SUMMARY_FILE, summary)
+        write_json(run_dir / rf.SUMMARY_FILE, summary)
     if metrics:
-        log("test metrics:\n" + format_table(metrics))
-    log(f"done in {timings['total_s']:.0f} s; run folder: {run_dir}")
+        log.info("test metrics:\n" + format_table(metrics))
+    log.info(f"done in {timings['total_s']:.0f} s; run folder: {run_dir}")
     return summary

@@ -2,8 +2,10 @@
 1..10 targets, vote pairs, truth.
 
 Bad input stops here with one clear line (no images, no scores, a study nobody rated, too few images to split).
-The split and the `max_images` cut are the ones `perceptions evaluate` rebuilds from the model package, so
-`evaluate` scores exactly the images this run held out.
+The split is hashed by location id (data/labels.py): the package records its spec (`split_spec`, with the
+held-out cities of a city split) and the run folder lists it (`write_splits` -> SPLITS_FILE), so `perceptions
+evaluate` rebuilds it on any later state of the folder and scores only images this run never trained or
+validated on. `--max-images N` is a hashed sample of locations, stable as images come and go.
 """
 from __future__ import annotations
 
@@ -14,12 +16,15 @@ import numpy as np
 import pandas as pd
 
 from perceptions.data.datasets import PairArrays, vote_pairs
+from perceptions.data.labels import SPLIT_NAMES
 from perceptions.errors import PerceptionsError
+from perceptions.files import atomic_write, read_json, write_json
 from perceptions.studies import parse_studies
 from perceptions.train.config import TrainConfig
 
-SPLIT_NAMES = ("train", "val", "test")
 SKIPPED_FILE = "skipped_images.csv"
+SPLITS_FILE = "splits.csv"       # location_id,split of every labelled location the run used
+CHECK_FILE = "image_check.json"  # which images were unreadable, and in which state of the folder
 
 
 @dataclass
@@ -33,6 +38,8 @@ class TrainData:
     truth: pd.DataFrame | None   # truth.csv of a synthetic city
     notes: list[str]
     skipped: pd.DataFrame | None = None  # unreadable images left out: path, reason (-> SKIPPED_FILE)
+    image_check: str | None = None       # the folder state `skipped` was checked on (-> CHECK_FILE)
+    spec: dict | None = None             # labels.split_spec: what re-derives `split` (-> meta["data"]["split"])
 
     def rows(self, name: str) -> np.ndarray:
         return np.flatnonzero(self.split == name)
@@ -46,19 +53,22 @@ class TrainData:
         return PairArrays(rows[local.left], rows[local.right], local.study, local.left_wins)
 
     def split_spec(self, config: TrainConfig) -> dict:
-        return {"method": config.split, "seed": config.seed, "val_frac": config.val_frac,
-                "test_frac": config.test_frac}
+        """The recorded split: method, seed, val_frac, test_frac, hash (and test_cities for a city split)."""
+        if self.spec is not None:
+            return dict(self.spec)
+        from perceptions.data.labels import split_spec
+        return split_spec(self.table, config.split, config.seed, config.val_frac, config.test_frac)
 
     def counts(self) -> dict:
         return {name: int((self.split == name).sum()) for name in SPLIT_NAMES}
 
 
 def prepare_data(config: TrainConfig) -> TrainData:
-    from perceptions.data.labels import Scaling, split_labels
-    from perceptions.evaluate.run import load_evaluation_data
+    from perceptions.data.folder import load_folder
+    from perceptions.data.labels import Scaling, sample_images, split_from_spec, split_spec
 
     studies = parse_studies(config.studies)
-    data = load_evaluation_data(config.data, studies, score_column=config.score_column)
+    data = load_folder(config.data, studies, score_column=config.score_column)
     table = data.labels
     if table.empty:
         raise PerceptionsError(f"{config.data}: no image has a score in qscores.tsv (are they the same data set?)")
@@ -68,15 +78,15 @@ def prepare_data(config: TrainConfig) -> TrainData:
         hint = f"; train on --studies {','.join(rated)}" if rated else ""
         raise PerceptionsError(f"{config.data}: no image has a score for {', '.join(unrated)}{hint}")
     if config.max_images:
-        table = table.iloc[:config.max_images].reset_index(drop=True)  # evaluate.run.select_split does the same
+        table = sample_images(table, config.max_images, seed=config.seed)
     if len(table) < 3:
         raise PerceptionsError(f"{config.data}: only {len(table)} labelled image(s); need at least 3 to split")
     if config.split == "city" and table["city"].nunique(dropna=False) < 2:
         raise PerceptionsError(f"{config.data}: --split city needs images of at least 2 cities")
-    split = split_labels(table, method=config.split, seed=config.seed, val_frac=config.val_frac,
-                         test_frac=config.test_frac).to_numpy()
+    spec = split_spec(table, config.split, config.seed, config.val_frac, config.test_frac)
+    split = split_from_spec(table, spec).to_numpy()
     # Unreadable images leave after the split, so the readable ones keep the split `evaluate` rebuilds.
-    skipped = unreadable_images(table["path"])
+    skipped, check_key = unreadable_images(table["path"], config)
     if len(skipped):
         keep = ~table["path"].isin(skipped["path"]).to_numpy()
         table, split = table[keep].reset_index(drop=True), split[keep]
@@ -96,22 +106,49 @@ def prepare_data(config: TrainConfig) -> TrainData:
     if config.loss != "regression" and data.votes is None:
         raise PerceptionsError(f"--loss {config.loss} learns from votes, but {config.data} has no votes.tsv/votes.csv")
     return TrainData(studies=studies, table=table, split=split, scaling=scaling, targets=targets,
-                     votes=data.votes, truth=data.truth, notes=notes, skipped=skipped)
+                     votes=data.votes, truth=data.truth, notes=notes, skipped=skipped, image_check=check_key,
+                     spec=spec)
 
 
-def unreadable_images(paths) -> pd.DataFrame:
-    """path, reason of every image `open_rgb` refuses (empty, cut off, not an image, a bomb, a symlink loop...),
-    checked once before training: a bad file is reported, not turned into a blank training example. JPEGs are
-    decoded at 1/8 scale here, so the check costs little next to an epoch."""
-    from perceptions.data.images import ImageError, open_rgb
+def unreadable_images(paths, config: TrainConfig) -> tuple[pd.DataFrame, str]:
+    """(path, reason of every image `open_rgb` refuses, the folder-state key it holds for). Checked once per
+    state of the images: rank 0 checks, in parallel, and every rank gets its list; a resumed run whose images
+    have not changed reads the list its run folder kept (CHECK_FILE) instead of checking again."""
+    from perceptions import runtime
+    from perceptions.data.image_check import check_images, folder_state
 
-    rows = []
-    for path in paths:
+    key = folder_state(paths)
+    if config.resume:
+        cache = Path(config.resume) / CHECK_FILE
         try:
-            open_rgb(path, min_side=16)
-        except ImageError as e:
-            rows.append({"path": str(path), "reason": e.problem})
-    return pd.DataFrame(rows, columns=["path", "reason"])
+            kept = read_json(cache)
+        except PerceptionsError:
+            kept = {}
+        if kept.get("folder_state") == key:
+            return pd.DataFrame(kept.get("skipped", []), columns=["path", "reason"]), key
+    return runtime.on_main(lambda: check_images(paths, progress=config.progress)), key
+
+
+def write_image_check(data: TrainData, run_dir) -> None:
+    """The image check's result in the run folder: CHECK_FILE for --resume, SKIPPED_FILE for a reader."""
+    skipped = data.skipped if data.skipped is not None else pd.DataFrame(columns=["path", "reason"])
+    write_json(Path(run_dir) / CHECK_FILE, {"folder_state": data.image_check,
+                                            "skipped": skipped.to_dict(orient="records")})
+    if len(skipped):
+        with atomic_write(Path(run_dir) / SKIPPED_FILE, newline="") as f:
+            skipped.to_csv(f, index=False)
+
+
+def write_splits(data: TrainData, run_dir) -> Path:
+    """SPLITS_FILE in the run folder: `location_id,split`, one row per labelled location the run used (unreadable
+    images left out), sorted by location id. Written atomically; returns its path."""
+    table = pd.DataFrame({"location_id": data.table["location_id"].astype(str).to_numpy(),
+                          "split": np.asarray(data.split, dtype=object)})
+    table = table.drop_duplicates("location_id").sort_values("location_id", kind="stable")
+    path = Path(run_dir) / SPLITS_FILE
+    with atomic_write(path, newline="") as f:
+        table.to_csv(f, index=False)
+    return path
 
 
 def data_summary(data: TrainData, config: TrainConfig) -> dict:

@@ -10,16 +10,14 @@ Layout:
 from __future__ import annotations
 
 import csv
-import json
 import math
-import os
 import platform
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 from perceptions.errors import PerceptionsError
+from perceptions.files import atomic_write
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
@@ -52,47 +50,6 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in name) or "run"
 
 
-def write_json(path, obj) -> Path:
-    """JSON written atomically (temp file + rename), NaN written as null."""
-    path = Path(path)
-    text = json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _jsonable(v):
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if hasattr(v, "item") and callable(v.item) and getattr(v, "ndim", 1) == 0:
-        v = v.item()  # numpy / torch scalars
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, Path):
-        return str(v)
-    return v
-
-
-def read_json(path) -> dict:
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PerceptionsError(f"{path}: not found") from None
-    except (OSError, ValueError) as e:
-        raise PerceptionsError(f"{path}: unreadable ({e})") from None
-
-
 def environment() -> dict:
     """What produced a run: git revision of the code and the versions of the libraries that matter."""
     import numpy
@@ -101,7 +58,7 @@ def environment() -> dict:
     import torch
     import torchvision
 
-    from perceptions import __version__
+    from perceptions.version import __version__
 
     return {
         "perceptions": __version__,
@@ -133,18 +90,16 @@ def git_revision() -> str | None:
 
 def append_metrics(run_dir, row: dict) -> None:
     """One row per epoch; the header is written with the first row. Rows of epochs that a resumed run
-    repeats are dropped first, so the file always shows each epoch once."""
+    repeats are dropped first, so the file always shows each epoch once. Rewritten atomically."""
     path = Path(run_dir) / METRICS_FILE
     rows = read_metrics(run_dir)
     rows = [r for r in rows if int(r["epoch"]) < int(row["epoch"])] + [row]
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+    with atomic_write(path, newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         for r in rows:
             writer.writerow({k: _csv_value(r.get(k)) for k in keys})
-    os.replace(tmp, path)
 
 
 def _csv_value(v):

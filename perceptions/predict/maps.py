@@ -12,9 +12,12 @@ import numpy as np
 import pandas as pd
 
 from perceptions.errors import PerceptionsError
+from perceptions.predict.writers import read_predictions
+from perceptions.studies import study as find_study
 
 PANEL_DISTANCE_KM = 50.0  # groups of points whose centres are closer than this share a panel
 EARTH_RADIUS_KM = 6371.0
+PICTURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 
 
 def located_rows(predictions: pd.DataFrame, score_column: str) -> pd.DataFrame:
@@ -127,3 +130,17 @@ def plot_score_map(predictions: pd.DataFrame, study: str, out, hexbin: bool = Fa
     fig.savefig(out, dpi=130)
     return {"out": str(out), "points": len(points), "without_coordinates": len(predictions) - len(points),
             "panels": len(shown), "panels_omitted": omitted}
+
+
+def map_to_file(predictions, study: str, out, hexbin: bool = False, gridsize: int = 30,
+                overwrite: bool = False) -> dict:
+    """`perceptions map`: read a predictions file (.csv, .parquet, .geojson) and draw `study`'s scores to the
+    picture `out`. `study` is a name or an alias. Returns `plot_score_map`'s summary."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise PerceptionsError(f"{out} already exists (use --overwrite to replace it)")
+    if out.suffix.lower() not in PICTURE_SUFFIXES:
+        raise PerceptionsError(f"{out}: use a .png, .pdf or .svg picture")
+    name = find_study(study).name
+    return plot_score_map(read_predictions(predictions), name, out, hexbin=hexbin, gridsize=gridsize,
+                          source=str(predictions))

@@ -6,43 +6,49 @@ Rank 0 then merges the parts, in input order and each image once, into the one o
 atomically; the parts are removed. `resume=True` reads whatever parts (and a finished output) exist and
 scores only the images not yet in them, whatever the number of processes was before.
 
-Without torchrun this is the same code with one rank.
+Without torchrun this is the same code with one rank (every collective of `perceptions.runtime` is then the
+identity).
 """
 from __future__ import annotations
 
 import glob
 import io
-import os
 import time
-from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from perceptions import runtime
 from perceptions.errors import PerceptionsError
-from perceptions.predict_io import (check_output, discover_images, output_format, read_predictions, side_path,
-                                    write_table)
+from perceptions.files import atomic_write
+from perceptions.predict.inputs import discover_images
+from perceptions.predict.model import PerceptionModel, load_model
+from perceptions.predict.pipeline import iter_batches
+from perceptions.predict.writers import (check_output, output_format, prediction_columns, read_predictions,
+                                         side_path, write_table)
 
 PART_DTYPES = {"path": str, "location_id": str, "city": str}
+# Longer than training's: the ranks wait for each other only at the end, and their shards can take hours
+# longer on one node than on another.
+GROUP_TIMEOUT_H = 6.0
 
 
 def predict_to_file(inputs, out, model=None, batch_size: int = 64, device: str = "auto",
                     num_workers: int | None = None, overwrite: bool = False, resume: bool = False,
-                    precision: str = "auto", progress: bool = True) -> dict:
+                    precision: str = "auto", progress: bool | None = None) -> dict:
     """Score every image found in `inputs` and write `out` (.csv, .parquet or .geojson) plus, when any file
     could not be read, `<out>.skipped.csv` (path, reason). Returns a summary dict (on every rank).
 
     model: a package folder, None for the shipped `model/`, or an already loaded PerceptionModel.
     """
-    from perceptions.predict import PerceptionModel, iter_batches, load_model
-
     started = time.perf_counter()
     out = Path(out)
-    rank, world, owns_group = _join_process_group(device)
+    owns_group = runtime.init_distributed(str(device), timeout_h=GROUP_TIMEOUT_H)
+    rank, world = runtime.rank(), runtime.world_size()
     try:
-        plan = _broadcast(_plan(inputs, out, overwrite, resume) if rank == 0 else None)
-        if "error" in plan:
-            raise PerceptionsError(plan["error"])
+        # Rank 0 plans; an error there is raised on every rank, so all fail alike.
+        plan = runtime.on_main(lambda: _plan(inputs, out, overwrite, resume))
         if not isinstance(model, PerceptionModel):
             model = load_model(model, device=device)
         shard = plan["todo"][rank::world]
@@ -55,7 +61,7 @@ def predict_to_file(inputs, out, model=None, batch_size: int = 64, device: str =
             if skipped_file.tell() == 0:
                 skipped_file.write("path,reason\n")
             desc = "predict" if world == 1 else f"predict rank {rank}/{world}"
-            for rows, failed in iter_batches(model, shard, batch_size, num_workers, progress and rank == 0,
+            for rows, failed in iter_batches(model, shard, batch_size, num_workers, progress if rank == 0 else False,
                                              precision, desc=desc):
                 if failed:
                     buf = io.StringIO()
@@ -70,39 +76,37 @@ def predict_to_file(inputs, out, model=None, batch_size: int = 64, device: str =
                     rows_file.flush()
                     write_header = False
                     scored += len(rows)
-        scored_by_rank = _gather(scored)  # also the barrier: every part is complete after it
+        # One count per rank; a collective, so also the barrier: every part is complete after it.
+        scored_by_rank = runtime.gather_rows(np.array([scored], dtype=np.int64), world)
         summary = {"images": len(plan["paths"]), "already_done": len(plan["paths"]) - len(plan["todo"]),
-                   "scored_now": sum(scored_by_rank), "ranks": world}
+                   "scored_now": int(scored_by_rank.sum()), "ranks": world}
         if rank == 0:
             summary.update(_merge(out, plan["paths"], model.studies, plan["keep_previous"]))
         summary["seconds"] = time.perf_counter() - started
-        _barrier()
+        runtime.barrier()
         return summary
     finally:
         if owns_group:
-            import torch.distributed as dist
+            import torch.distributed
 
-            dist.destroy_process_group()
+            torch.distributed.destroy_process_group()
 
 
 # ------------------------------------------------------------------------------------------- planning
 
-def _plan(inputs, out: Path, overwrite: bool, resume: bool):
-    """Rank 0 only: what to score. Errors are returned (then broadcast) so every rank fails alike."""
-    try:
-        check_output(out, overwrite=overwrite, resume=resume)
-        paths = discover_images(inputs)
-        parts = _part_files(out)
-        if parts and not (resume or overwrite):
-            raise PerceptionsError(f"a partial output of an interrupted run exists ({parts[0]}); use --resume "
-                                   "to complete it or --overwrite to start again")
-        if not resume:
-            for p in parts + [side_path(out, "skipped")]:
-                Path(p).unlink(missing_ok=True)
-        done = _done_paths(out) if resume else set()
-        return {"paths": paths, "todo": [p for p in paths if p not in done], "keep_previous": resume}
-    except PerceptionsError as e:
-        return {"error": str(e)}  # a plain string travels to the other ranks (DataError does not unpickle)
+def _plan(inputs, out: Path, overwrite: bool, resume: bool) -> dict:
+    """Rank 0 only: what to score (all input paths, those still to do, whether to keep an earlier output)."""
+    check_output(out, overwrite=overwrite, resume=resume)
+    paths = discover_images(inputs)
+    parts = _part_files(out)
+    if parts and not (resume or overwrite):
+        raise PerceptionsError(f"a partial output of an interrupted run exists ({parts[0]}); use --resume "
+                               "to complete it or --overwrite to start again")
+    if not resume:
+        for p in parts + [side_path(out, "skipped")]:
+            Path(p).unlink(missing_ok=True)
+    done = _done_paths(out) if resume else set()
+    return {"paths": paths, "todo": [p for p in paths if p not in done], "keep_previous": resume}
 
 
 def _done_paths(out: Path) -> set[str]:
@@ -128,7 +132,8 @@ def _read_part(part) -> pd.DataFrame:
     text = Path(part).read_text(encoding="utf-8")
     complete = text[: text.rfind("\n") + 1]
     if complete != text:
-        Path(part).write_text(complete, encoding="utf-8")
+        with atomic_write(part) as f:
+            f.write(complete)
     if not complete.strip():
         return pd.DataFrame({"path": pd.Series(dtype=str)})
     df = pd.read_csv(io.StringIO(complete), dtype=PART_DTYPES, keep_default_na=False, na_values=[""])
@@ -139,8 +144,6 @@ def _read_part(part) -> pd.DataFrame:
 
 def _merge(out: Path, paths: list[str], studies: list[str], keep_previous: bool) -> dict:
     """Parts (+ a finished earlier output) -> the one output file in input order; parts removed."""
-    from perceptions.predict import prediction_columns
-
     columns = prediction_columns(studies)
     frames = [_read_part(p) for p in _part_files(out)]
     if keep_previous and out.exists():  # resuming a finished run, e.g. after images were added
@@ -170,7 +173,7 @@ def _merge(out: Path, paths: list[str], studies: list[str], keep_previous: bool)
     write_table(rows, out)
     skipped_file = side_path(out, "skipped")
     if len(skipped):
-        skipped.to_csv(skipped_file, index=False)
+        write_table(skipped, skipped_file)
     else:
         skipped_file.unlink(missing_ok=True)
     for p in _part_files(out) + skipped_parts:
@@ -179,49 +182,3 @@ def _merge(out: Path, paths: list[str], studies: list[str], keep_previous: bool)
     return {"out": str(out), "rows": len(rows), "skipped": len(skipped),
             "skipped_file": str(skipped_file) if len(skipped) else None, "with_coordinates": with_coordinates,
             "format": output_format(out)}
-
-
-# ----------------------------------------------------------------------------------------- processes
-
-def _join_process_group(device: str):
-    """(rank, world, whether we created the group). Under torchrun (WORLD_SIZE > 1) joins the group:
-    nccl on CUDA, gloo on CPU, with a long timeout because ranks finish their shards at different times."""
-    import torch
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size(), False
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 0, 1, False
-    use_cuda = str(device) in ("cuda", "auto") and torch.cuda.is_available()
-    if use_cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(hours=6))
-    return dist.get_rank(), dist.get_world_size(), True
-
-
-def _broadcast(obj):
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def _gather(value) -> list:
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return [value]
-    values = [None] * dist.get_world_size()
-    dist.all_gather_object(values, value)
-    return values
-
-
-def _barrier():
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()

@@ -1,8 +1,26 @@
-"""Where a run executes: device, numeric precision, seeds, RNG state and process rank, in one place.
+"""Where a run executes, in one place shared by train, evaluate and predict: device, numeric precision, seeds
+and RNG state, and the processes of a `torchrun` job.
 
 The loop asks this module for a device and a precision context and never branches on either itself
-(nanoGPT's habit). Under `torchrun`, init_distributed joins the process group and the device becomes
-cuda:LOCAL_RANK; how the loop splits its work over the processes is in distributed.py.
+(nanoGPT's habit).
+
+How a training run splits over N processes (ranks); with one process every collective here is the identity:
+- The process group comes from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR...):
+  nccl with one GPU per rank (cuda:LOCAL_RANK) on CUDA, gloo on CPU (`init_distributed`).
+- Batch sizes are per rank: the global batch is batch_size x world size. Each epoch's seeded order
+  (train/batches.py) is cut into global batches and rank r takes positions r, r+N, ... of each, so the ranks
+  see disjoint images and together exactly the images one process with the global batch would see, with the
+  same augmentation (it is seeded by the image's global position). Dropout masks are seeded by
+  (seed, epoch, step, rank).
+- Frozen phase: each rank computes the backbone features of its share of the images and all ranks gather
+  them; the head steps on cached features are then replicated on every rank over the whole global batch (they
+  cost milliseconds, and need no gradient exchange). The fine-tuning phase starts with DDP, which copies
+  rank 0's weights to every rank, so the ranks cannot drift apart.
+- Fine-tuning: the whole net in DistributedDataParallel (gradients averaged across ranks during backward).
+- Validation and test: each rank predicts every N-th image, predictions are gathered in order, and every rank
+  computes the same metrics from the full set: each image is evaluated exactly once.
+- Files: rank 0 alone creates the run folder (its path is broadcast), writes checkpoints, metrics, plots,
+  the package and summary.json.
 """
 from __future__ import annotations
 
@@ -80,7 +98,7 @@ def choose_precision(device: torch.device, amp: bool = True) -> Precision:
 
 
 def default_workers(device: torch.device) -> int:
-    """Image-decoding processes: none on a CPU (decoding costs ~5% of a CPU training step, and a worker would
+    """Image-decoding processes: none on a CPU (decoding is cheap next to a CPU training step, and a worker would
     take a core from the net); on a GPU enough to keep it fed."""
     if device.type == "cpu":
         return 0
@@ -132,10 +150,11 @@ def _python_state_from_plain(d) -> tuple:
     return (d["version"], tuple(int(x) for x in d["internal"].tolist()), d["gauss"])
 
 
-def init_distributed(device_spec: str = "auto") -> bool:
+def init_distributed(device_spec: str = "auto", timeout_h: float = 1.0) -> bool:
     """Join the process group torchrun describes in the environment (WORLD_SIZE > 1); True when this call
     created it (the caller then destroys it). nccl with one GPU per rank (cuda:LOCAL_RANK) when the run is on
-    CUDA, gloo on CPU. The timeout is long: rank 0 alone writes plots and the package while the others wait."""
+    CUDA, gloo on CPU. The timeout is long: rank 0 alone writes plots and the package while the others wait
+    (predict passes longer: its ranks finish their shards at different times)."""
     from datetime import timedelta
 
     if is_distributed() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
@@ -143,7 +162,7 @@ def init_distributed(device_spec: str = "auto") -> bool:
     use_cuda = device_spec in ("auto", "cuda") and torch.cuda.is_available()
     if use_cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    torch.distributed.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(hours=1))
+    torch.distributed.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(hours=timeout_h))
     return True
 
 
@@ -168,7 +187,7 @@ def keep_freed_memory() -> None:
     """Let glibc keep freed activation buffers instead of returning them to the OS after every step.
 
     By default every buffer above 128 KB is mmap-ed and unmapped again, so each training step page-faults its
-    activations back in: measured at ~15% of a CPU step's time (mostly system time). Raising malloc's mmap and
+    activations back in, a sizeable share of a CPU step's time (mostly system time; benchmarks/RESULTS.md). Raising malloc's mmap and
     trim thresholds keeps them in the heap. Process-wide and harmless elsewhere; a no-op without glibc.
     """
     if sys.platform != "linux":
@@ -192,3 +211,104 @@ def cpu_threads(n: int):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+# ------------------------------------------------------------------------------- collectives
+
+
+def barrier() -> None:
+    if is_distributed():
+        torch.distributed.barrier()
+
+
+def broadcast(obj):
+    """Rank 0's `obj` on every rank."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def on_main(fn):
+    """Run `fn()` on rank 0 and hand its result to every rank; a PerceptionsError there is raised on all."""
+    if not is_distributed():
+        return fn()
+    result = None
+    if rank() == 0:
+        try:
+            result = ("ok", fn())
+        except PerceptionsError as e:
+            result = ("error", str(e))  # a plain string travels (DataError does not unpickle)
+    kind, value = broadcast(result)
+    if kind == "error":
+        raise PerceptionsError(value)
+    return value
+
+
+def _collective_device() -> torch.device:
+    if torch.distributed.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank when it is true on any (a stop request reaches the ranks at different steps)."""
+    if not is_distributed():
+        return bool(flag)
+    t = torch.tensor([int(bool(flag))], device=_collective_device())
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def mean_over_ranks(value: torch.Tensor) -> torch.Tensor:
+    """The element-wise mean of a tensor over ranks (the loss a step reports, which also makes a NaN stop every
+    rank; the counts of a global masked mean)."""
+    if not is_distributed():
+        return value
+    t = value.detach().float().reshape(-1).clone().to(_collective_device())
+    torch.distributed.all_reduce(t)
+    return (t / world_size()).reshape(value.shape)
+
+
+def shard(dataset):
+    """This rank's share of a dataset: items rank, rank + N, ... (all of it in one process)."""
+    if not is_distributed() or world_size() == 1:
+        return dataset
+    from torch.utils.data import Subset
+
+    return Subset(dataset, list(range(rank(), len(dataset), world_size())))
+
+
+def gather_rows(part, n: int):
+    """Inverse of `shard` for per-item results (ndarray or tensor, rows = items): every rank gets all `n` rows
+    in the original order."""
+    if not is_distributed() or world_size() == 1:
+        return part
+    w = world_size()
+    parts = [None] * w
+    torch.distributed.all_gather_object(parts, part.cpu() if torch.is_tensor(part) else part)
+    first = parts[0]
+    if torch.is_tensor(first):
+        out = first.new_empty((n, *first.shape[1:]))
+    else:
+        out = np.empty((n, *first.shape[1:]), dtype=first.dtype)
+    for r, p in enumerate(parts):
+        out[r::w] = p
+    return out
+
+
+def predict_sharded(predict_fn, dataset) -> np.ndarray:
+    """predict_fn(dataset) -> (n, S) array, computed with each rank predicting its shard."""
+    if not is_distributed() or world_size() == 1:
+        return predict_fn(dataset)
+    return gather_rows(predict_fn(shard(dataset)), len(dataset))
+
+
+def wrap_ddp(module: torch.nn.Module, device: torch.device):
+    """`module` in DistributedDataParallel under torchrun; the module itself otherwise."""
+    if not is_distributed():
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)

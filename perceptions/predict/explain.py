@@ -16,8 +16,12 @@ import numpy as np
 import torch
 
 from perceptions.errors import PerceptionsError
+from perceptions.predict.inference import NetForward
+from perceptions.predict.model import PerceptionModel, load_model
+from perceptions.predict.pipeline import pil_to_rgb, resolve_precision
 
 DISPLAY_MIN_SIDE = 768  # pictures are drawn ~500 px wide: bigger JPEGs are decoded at a reduced scale
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
 
 
 class StudyTarget:
@@ -89,13 +93,30 @@ def _frozen(net: torch.nn.Module):
             p.requires_grad_(flag)
 
 
+def explain_to_file(image, out, model=None, studies="all", device="cpu", overwrite: bool = False) -> Explanation:
+    """`perceptions explain`: Grad-CAM of one image file for `studies`, drawn to the picture `out`.
+
+    model: a package folder, None for the shipped `model/`, or an already loaded PerceptionModel."""
+    out = Path(out)
+    if out.suffix.lower() not in PICTURE_SUFFIXES:
+        raise PerceptionsError(f"{out}: use a .png, .jpg, .pdf or .svg picture")
+    if out.exists() and not overwrite:
+        raise PerceptionsError(f"{out} already exists (use --overwrite to replace it)")
+    if not Path(image).is_file():
+        raise PerceptionsError(f"{image}: no such image file")
+    if not isinstance(model, PerceptionModel):
+        model = load_model(model, device=device)
+    explanation = explain_image(model, image, studies=studies)
+    render_explanation(explanation, out, title=Path(image).name)
+    return explanation
+
+
 def explain_image(model, image, studies=None) -> Explanation:
     """Grad-CAM of `image` (path or PIL) for `studies` (None / 'all': every study of the model)."""
     from PIL import Image
     from pytorch_grad_cam import GradCAM
 
     from perceptions.data.images import open_rgb
-    from perceptions.predict import pil_to_rgb, resolve_precision
     from perceptions.studies import parse_studies
 
     names = model.studies if studies in (None, "all", ["all"]) else parse_studies(studies)
@@ -112,22 +133,25 @@ def explain_image(model, image, studies=None) -> Explanation:
         shown = open_rgb(image, min_side=DISPLAY_MIN_SIDE)
     x = model.transform(seen).unsqueeze(0)
     scores = model.score_batch(x, resolve_precision(model.device, "auto"))[0]  # exactly predict's numbers
+    decile_row = model.deciles(scores[None, :])[0]
     x = x.to(model.device)
     net = model.net.eval()
     layer, reshape = find_target_layer(net, model.preprocess.input_size)
+    # Grad-CAM runs the net through the one inference path too, but in fp32 (bf16 gradients of a regression
+    # output are too coarse for a smooth map) and with gradients (so not under inference_mode).
+    forward = NetForward(net, resolve_precision(model.device, "fp32"))
     sx, sy = shown.size[0] / seen.size[0], shown.size[1] / seen.size[1]
     left, top, right, bottom = crop_box(seen.size, model.preprocess)
     box = (left * sx, top * sy, right * sx, bottom * sy)
     heatmaps, values, deciles = {}, {}, {}
-    # Gradients in fp32: bf16 gradients of a regression output are too coarse for a smooth map.
-    with _frozen(net), GradCAM(model=net, target_layers=[layer], reshape_transform=reshape) as cam:
+    with _frozen(net), GradCAM(model=forward, target_layers=[layer], reshape_transform=reshape) as cam:
         cam.compute_input_gradient = True  # BaseCAM's switch (GradCAM's __init__ does not pass it through)
         for name in names:
             j = model.studies.index(name)
             crop_map = cam(input_tensor=x, targets=[StudyTarget(j)])[0]
             heatmaps[name] = paste_map(crop_map, shown.size, box)
             values[name] = float(scores[j])
-            deciles[name] = int(model.scaling.decile(scores[j], name))
+            deciles[name] = int(decile_row[j])
     return Explanation(shown, heatmaps, values, deciles, box)
 
 

@@ -1,0 +1,120 @@
+"""A loaded model package: `load_model(...)` -> `PerceptionModel`, whose `predict(images)` gives a DataFrame.
+
+The package's metadata says how to preprocess images (size, crop, mean/std) and how to turn scores into
+deciles (the edges fitted on the model's own training-split predictions, meta["prediction_deciles"], when the
+package has them; older packages fall back to the label edges of meta["scaling"]); the net runs through the one
+inference path (`predict.inference`), so its scores are the numbers training's validation, `evaluate` and
+`explain` compute for the same image.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from perceptions.errors import PerceptionsError
+from perceptions.predict.inference import NetForward, PredictionDeciles, to_deciles, to_scores
+from perceptions.predict.pipeline import predict_paths
+from perceptions.runtime import choose_device
+
+# The repository's shipped package: <repo>/model, two folders up from perceptions/predict/.
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "model"
+
+
+@dataclass
+class PerceptionModel:
+    """A loaded model package: the net plus what it needs to turn images into scores and deciles."""
+
+    net: torch.nn.Module
+    meta: dict
+    device: torch.device
+    path: Path | None = None
+    studies: list[str] = field(init=False)
+
+    def __post_init__(self):
+        from perceptions.data.images import NormalizeUint8, Preprocess, eval_transform
+        from perceptions.data.labels import Scaling
+
+        self.studies = list(self.meta["studies"])
+        self.preprocess = Preprocess.from_dict(self.meta["preprocess"])
+        self.scaling = Scaling.from_dict(self.meta["scaling"])  # the label scale and the label decile edges
+        # Edges fitted on the model's training predictions: predicted deciles then hold ~a tenth each, as label
+        # deciles do. None for packages made before they were stored: deciles then use the label edges.
+        stored = self.meta.get("prediction_deciles")
+        self.prediction_deciles = PredictionDeciles.from_dict(stored) if stored is not None else None
+        if self.prediction_deciles is not None and set(self.studies) - set(self.prediction_deciles.studies):
+            missing = sorted(set(self.studies) - set(self.prediction_deciles.studies))
+            raise PerceptionsError(f"invalid prediction_deciles in model package: no edges for {', '.join(missing)}")
+        self.transform = eval_transform(self.preprocess)
+        # predict's loader: uint8 crops, normalised a whole batch at a time on the device by score_batch (a
+        # quarter of the bytes to stack and move, and one vectorised op instead of one per image).
+        self.crop_transform = eval_transform(self.preprocess, normalize=False)
+        self.normalize = NormalizeUint8(self.preprocess.mean, self.preprocess.std)
+        self.net.eval()
+
+    def __repr__(self) -> str:
+        backbone = self.meta.get("backbone", "?")
+        return (f"PerceptionModel({backbone}, studies={self.studies}, input_size={self.preprocess.input_size}, "
+                f"deciles={self.decile_source}, device={self.device}, "
+                f"path={str(self.path) if self.path else None})")
+
+    @property
+    def decile_edges(self):
+        """What `deciles` cuts scores with: the PredictionDeciles when the package has them, else the Scaling."""
+        return self.prediction_deciles if self.prediction_deciles is not None else self.scaling
+
+    @property
+    def decile_source(self) -> str:
+        """'training predictions' (calibrated: each predicted decile holds ~a tenth of the training images) or
+        'label edges' (an older package: predicted deciles 1 and 10 are under-populated)."""
+        return "training predictions" if self.prediction_deciles is not None else "label edges"
+
+    def predict(self, images, batch_size: int = 64, num_workers: int | None = None, progress: bool = False,
+                precision: str = "auto") -> pd.DataFrame:
+        """Score a PIL image, a path, or a list of either. Returns one row per readable image (see
+        `pipeline.predict_paths`); unreadable ones are in `df.attrs["skipped"]` (a DataFrame of path, reason).
+        num_workers None: decoding processes only when there is more than one batch of files."""
+        if isinstance(images, (str, os.PathLike)) or not isinstance(images, (list, tuple)):
+            images = [images]
+        if any(not isinstance(i, (str, os.PathLike)) for i in images) or len(images) <= batch_size:
+            num_workers = 0 if num_workers is None else num_workers  # not worth starting processes
+        if any(not isinstance(i, (str, os.PathLike)) for i in images):
+            num_workers = 0  # in-memory images stay in this process
+        df, skipped = predict_paths(self, list(images), batch_size=batch_size, num_workers=num_workers,
+                                    progress=progress, precision=precision)
+        df.attrs["skipped"] = skipped
+        return df
+
+    def score_batch(self, batch: torch.Tensor, precision) -> np.ndarray:
+        """(B, 3, S, S) normalised float tensor, or uint8 crops (`crop_transform`'s) normalised on the device
+        -> (B, studies) float64 scores on 1..10, rounded (`inference.to_scores`)."""
+        forward = NetForward(self.net, precision, normalize=self.normalize)
+        with torch.inference_mode():
+            return to_scores(forward(batch.to(self.device, non_blocking=True)))
+
+    def deciles(self, scores: np.ndarray) -> np.ndarray:
+        """(N, studies) scores -> (N, studies) int64 deciles 1..10 by `decile_edges` (see `decile_source`)."""
+        return to_deciles(scores, self.decile_edges, self.studies)
+
+
+def load_model(path=None, device="cpu") -> PerceptionModel:
+    """Load a model package folder (None: the repo's shipped `model/`) onto `device` ('cpu', 'cuda', 'auto')."""
+    from perceptions.nets.package import load_package
+
+    folder = Path(path) if path is not None else DEFAULT_MODEL_DIR
+    if path is None and not (folder / "model.json").is_file():
+        raise PerceptionsError(f"no model package in {folder} (this copy ships none): train one with "
+                               "`perceptions train` and pass its package folder with --model")
+    if not folder.exists():
+        raise PerceptionsError(f"model package {folder} does not exist (check the path)")
+    if not folder.is_dir():
+        raise PerceptionsError(f"model package {folder} is not a folder (a package is a folder with weights "
+                               "and a JSON file)")
+    dev = choose_device(str(device)) if not isinstance(device, torch.device) else device
+    net, meta = load_package(folder, device=dev)
+    net = net.to(dev).to(memory_format=torch.channels_last)
+    return PerceptionModel(net=net, meta=meta, device=dev, path=folder)

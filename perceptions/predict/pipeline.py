@@ -1,0 +1,177 @@
+"""The predict pipeline: image paths (or in-memory PIL images) -> batches -> rows of scores and deciles.
+
+DataLoader workers decode and resize (open_rgb + the package's eval transform, as uint8 crops) while the main
+process runs the net batch by batch through the model's `score_batch` (the one inference path,
+`predict.inference`). One row per readable image, in input order; unreadable files are collected as
+(index, reason) and never stop a run.
+
+`model` here is any object with the attributes of a `predict.model.PerceptionModel` (device, studies,
+preprocess, crop_transform, score_batch, deciles); this module does not import `predict.model`, which
+imports it (`PerceptionModel.predict` runs `predict_paths`), so the two form no import cycle.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from perceptions.errors import PerceptionsError
+from perceptions.progress import Progress
+from perceptions.predict.writers import LOCATION_COLUMNS, prediction_columns
+from perceptions.runtime import Precision, choose_device, choose_precision, default_workers
+
+__all__ = ["ImageItems", "build_rows", "collate_items", "iter_batches", "pil_to_rgb", "predict_paths",
+           "prediction_columns", "resolve_precision"]
+
+
+def resolve_precision(device, precision: str = "auto") -> Precision:
+    """--precision -> a runtime Precision. 'auto' runs as training does by default (TrainConfig.amp_on):
+    autocast on CUDA, fp32 on a CPU. The package's decile edges were fitted on scores made that way, and bf16
+    on a CPU moves scores enough (up to ~0.4 on the 1..10 scale) to put one image in ten in another decile."""
+    if precision == "auto":
+        return choose_precision(device, amp=device.type == "cuda")
+    dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if precision not in dtypes:
+        raise PerceptionsError(f"unknown precision {precision!r}; use auto, fp32, bf16 or fp16")
+    return Precision(device.type, dtypes[precision])
+
+
+# ------------------------------------------------------------------------------------------- decoding
+
+class ImageItems(Dataset):
+    """Paths (or in-memory PIL images) -> (index, tensor or None, reason). Never raises for a bad file."""
+
+    def __init__(self, items, transform, min_side: int):
+        self.items, self.transform, self.min_side = items, transform, min_side
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        from perceptions.data.images import open_rgb
+
+        item = self.items[i]
+        try:
+            if isinstance(item, (str, os.PathLike)):
+                image = open_rgb(item, min_side=self.min_side)
+            else:
+                image = pil_to_rgb(item)
+            return i, self.transform(image), ""
+        except PerceptionsError as e:
+            return i, None, getattr(e, "problem", str(e))
+        except Exception as e:  # noqa: BLE001 - one odd file must never stop a million-image run
+            return i, None, f"{type(e).__name__}: {e}"
+
+
+def pil_to_rgb(image):
+    """An in-memory PIL image -> upright 8-bit RGB, by the same rules as open_rgb for files."""
+    from PIL import Image, ImageOps
+
+    from perceptions.data.images import _to_rgb
+
+    if not isinstance(image, Image.Image):
+        raise PerceptionsError(f"expected a path or a PIL image, got {type(image).__name__}")
+    return _to_rgb(ImageOps.exif_transpose(image))
+
+
+def collate_items(samples):
+    """Stack the readable images of a batch; keep the failures aside."""
+    ok = [(i, t) for i, t, _ in samples if t is not None]
+    failed = [(i, reason) for i, t, reason in samples if t is None]
+    # Stacked straight into channels_last (NHWC memory), the layout the net runs in: the copy happens here,
+    # in the decoding worker, not in the main process that runs the net.
+    tensor = torch.stack([t.permute(1, 2, 0) for _, t in ok]).permute(0, 3, 1, 2) if ok else None
+    return [i for i, _ in ok], tensor, failed
+
+
+# -------------------------------------------------------------------------------------------- scoring
+
+def iter_batches(model, items, batch_size=64, num_workers=None, progress=None, precision="auto",
+                 desc="predict"):
+    """Yield (rows DataFrame or None, failures list[(item index, reason)]) per batch, in input order.
+
+    Rows carry an `_index` column (position in `items`) so callers can restore input order.
+    num_workers None: `runtime.default_workers` (none on a CPU: the net's threads already use every core and a
+    decoding worker would take one from them; see benchmarks/bench_predict.py and benchmarks/RESULTS.md).
+    progress: a bar on a terminal, plain lines in a log (None), or forced on/off (perceptions.progress)."""
+    if batch_size < 1:
+        raise PerceptionsError(f"--batch-size must be at least 1, got {batch_size}")
+    num_workers = default_workers(model.device) if num_workers is None else int(num_workers)
+    num_workers = min(num_workers, max(0, (len(items) + batch_size - 1) // batch_size))
+    prec = resolve_precision(model.device, precision)
+    dataset = ImageItems(items, model.crop_transform, model.preprocess.resize_size)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        collate_fn=collate_items, pin_memory=model.device.type == "cuda",
+                        prefetch_factor=4 if num_workers else None,
+                        persistent_workers=False)
+    bar = Progress(len(items), desc, unit="img", enabled=progress)
+    try:
+        for indices, tensor, failed in loader:
+            rows = None
+            if indices:
+                scores = model.score_batch(tensor, prec)
+                rows = build_rows(model, [items[i] for i in indices], scores)
+                rows.insert(0, "_index", indices)
+            bar.update(len(indices) + len(failed))
+            yield rows, failed
+    finally:
+        bar.close()
+
+
+def build_rows(model, items, scores: np.ndarray) -> pd.DataFrame:
+    """Location fields parsed from PP2-style names, then `<study>_score` and `<study>_decile` per study."""
+    from perceptions.data.placepulse import parse_image_name
+
+    records = []
+    for item in items:
+        if isinstance(item, (str, os.PathLike)):
+            place = parse_image_name(os.path.basename(os.fspath(item)))
+            path = os.fspath(item)
+        else:
+            place, path = {}, ""
+        records.append({"path": path, "lat": _float(place.get("lat")), "lon": _float(place.get("lon")),
+                        "location_id": place.get("location_id") or "", "city": place.get("city") or ""})
+    rows = pd.DataFrame.from_records(records, columns=list(LOCATION_COLUMNS))
+    deciles = model.deciles(scores)
+    for j, study in enumerate(model.studies):
+        rows[f"{study}_score"] = scores[:, j]
+    for j, study in enumerate(model.studies):
+        rows[f"{study}_decile"] = deciles[:, j]
+    return rows
+
+
+def _float(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def predict_paths(model, paths, batch_size: int = 64, num_workers: int | None = None, device=None,
+                  progress: bool | None = None, precision: str = "auto"):
+    """Score images -> (DataFrame, skipped DataFrame[path, reason]), rows in input order.
+
+    device: None keeps the model where it is; otherwise the model is moved there first.
+    """
+    if device is not None:
+        model.device = choose_device(str(device)) if not isinstance(device, torch.device) else device
+        model.net.to(model.device)
+    parts, failures = [], []
+    for rows, failed in iter_batches(model, list(paths), batch_size, num_workers, progress, precision):
+        if rows is not None:
+            parts.append(rows)
+        failures.extend(failed)
+    columns = prediction_columns(model.studies)
+    df = (pd.concat(parts, ignore_index=True).sort_values("_index", kind="stable").drop(columns="_index")
+          if parts else pd.DataFrame(columns=columns))
+    df = df.reset_index(drop=True)[columns]
+    skipped = pd.DataFrame([(_item_name(paths[i]), reason) for i, reason in sorted(failures)],
+                           columns=["path", "reason"])
+    return df, skipped
+
+
+def _item_name(item) -> str:
+    return os.fspath(item) if isinstance(item, (str, os.PathLike)) else f"<{type(item).__name__}>"

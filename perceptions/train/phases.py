@@ -1,0 +1,92 @@
+"""The two phases of a run, each as (batch source, validation function, what the batches go through).
+
+frozen:   the backbone's features of the training and validation images are computed once (no augmentation);
+          the head trains on them for `freeze_epochs` epochs in seconds.
+finetune: the whole net trains on decoded, augmented images (or vote pairs of them) through the one inference
+          path, `NetForward`, wrapped in DDP under torchrun.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from perceptions import runtime
+from perceptions.data.datasets import CachedFeatures, ImageScores
+from perceptions.data.images import augmented_transform, eval_transform
+from perceptions.errors import PerceptionsError
+from perceptions.predict.inference import NetForward
+from perceptions.progress import Progress
+from perceptions.train.batches import FeatureBatches, ImageBatches, pair_order, regression_order
+from perceptions.train.config import TrainConfig
+from perceptions.train.prepare import TrainData
+from perceptions.train.validation import predict_dataset, predict_features, validation_metrics
+
+log = logging.getLogger(__name__)
+
+
+def build_phase(phase: str, net, data: TrainData, preprocess, config: TrainConfig, device, precision, timings):
+    """(batch source, validation function, what the batches go through) for one phase."""
+    train_rows, val_rows = data.rows("train"), data.rows("val")
+    pairs = data.pairs("train") if config.loss != "regression" else None
+    if pairs is not None and len(pairs) == 0:
+        raise PerceptionsError(f"--loss {config.loss}: no vote has both its images in the training split")
+
+    def images(rows, transform):
+        return ImageScores(data.table["path"].to_numpy()[rows], data.targets[rows], transform,
+                           preprocess.input_size, preprocess.resize_size)
+
+    def order_fn(per_epoch_pairs):
+        if pairs is not None:
+            return lambda epoch: pair_order(pairs, per_epoch_pairs, config.seed, epoch)
+        return lambda epoch: regression_order(train_rows, data.table, data.studies, config.oversample,
+                                              config.seed, epoch)
+
+    if phase == "frozen":
+        from torch.utils.data import DataLoader
+
+        t0 = time.perf_counter()
+        rows = np.concatenate([train_rows, val_rows])
+        mine = runtime.shard(images(rows, eval_transform(preprocess)))  # every N-th image under torchrun
+        loader = DataLoader(mine, batch_size=max(64, config.batch_size), num_workers=config.workers)
+        with Progress(len(mine), "backbone features", enabled=config.progress,
+                      quiet=not runtime.is_main_process()) as bar:
+            was_training = net.backbone.training
+            net.backbone.eval()
+            cached = CachedFeatures.compute(NetForward(net, precision).features, loader, device, bar)
+            net.backbone.train(was_training)
+        if runtime.is_distributed():
+            cached = CachedFeatures(*(runtime.gather_rows(t, len(rows))
+                                      for t in (cached.features, cached.targets, cached.ok)))
+        timings["features_s"] = time.perf_counter() - t0
+        log.info(f"backbone features of {len(rows)} images in {timings['features_s']:.1f} s")
+        # Every rank runs the same head steps on the whole global batch (cheap; no gradient exchange).
+        source = FeatureBatches(cached, rows, order_fn(len(pairs) if pairs is not None else 0),
+                                config.head_batch_size * runtime.world_size(), pairs, device)
+        val_features = cached.features[len(train_rows):].to(device)
+
+        def validate():
+            return validation_metrics(predict_features(net, val_features), data, val_rows, config)
+        # The head is tiny: fp32 costs nothing here and keeps its small updates exact.
+        return source, validate, net.head
+
+    pairs_per_epoch = max(1, len(train_rows) // 2)
+    # Batches name rows of the whole label table, so the dataset covers the table; only train rows are drawn.
+    all_rows = np.arange(len(data.table))
+    # A pair batch holds two images per vote: batch_size // 2 votes keep the images per step at batch_size.
+    batch_size = config.batch_size if pairs is None else max(1, config.batch_size // 2)
+    source = ImageBatches(images(all_rows, augmented_transform(preprocess, config.augment)),
+                          order_fn(pairs_per_epoch), batch_size, config.seed, config.workers, pairs,
+                          pin_memory=device.type == "cuda", rank=runtime.rank(), world=runtime.world_size())
+    val_images = images(val_rows, eval_transform(preprocess))
+
+    def validate():
+        return validation_metrics(predict_dataset(net, val_images, config, device, precision, "validate"),
+                                  data, val_rows, config)
+    if runtime.is_distributed():  # DDP averages the gradients across ranks during backward
+        # DDP syncs the parameters that require gradients when it is built: unfreeze the backbone first
+        # (make_optimizer, called next, sets the same).
+        net.set_backbone_trainable(config.backbone_lr_mult != 0)
+        return source, validate, runtime.wrap_ddp(NetForward(net, precision), device)
+    return source, validate, NetForward(net, precision)
