@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench venv clean-venv
+.PHONY: demo test bench wheel venv clean-venv
 
 venv: $(STAMP)
 
@@ -27,6 +27,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all
+
+# The sdist and the wheel (carrying the shipped model/) in dist/; .ci/wheel_check.sh checks the installed wheel.
+wheel: $(STAMP)
+	$(BIN)/python -m build --outdir dist
 
 clean-venv:
 	rm -rf $(VENV)

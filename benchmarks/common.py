@@ -238,7 +238,9 @@ def machine() -> dict:
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "cpu_native_bf16": cpu_has_native_bf16(),
-        "train_precision": choose_precision(torch.device("cpu")).name,
+        # what a CPU gets by default: training as TrainConfig.amp_on decides, predict's --precision auto likewise
+        "default_precision": choose_precision(torch.device("cpu"), amp=False).name,
+        "bf16_autocast_available": choose_precision(torch.device("cpu"), amp=True).name,
         "python": platform.python_version(),
         "os": f"{platform.system()} {platform.release()}",
         "torch": torch.__version__,

@@ -24,6 +24,8 @@ VARIANTS = {
     "image_160": {"image_size": 160},
     "augment_flip": {"augment": "flip"},
     "loss_regression": {"loss": "regression"},
+    "backbone_lr_0.1": {"backbone_lr_mult": 0.1},
+    "bn_trained": {"freeze_bn": False},
 }
 KEYS = ("val_spearman", "val_within1", "val_pairwise", "val_loss")
 

@@ -128,8 +128,9 @@ def markdown(report: dict) -> str:
         "[README.md](README.md); every figure with its inputs: [results.json](results.json).",
         "",
         f"**Machine**: {m['cpu']}, {m['cores']} cores (torch threads {m['torch_threads']}), {m['memory_gb']} GB, "
-        f"GPU: {m['gpu'] or 'none'}; native bf16: {'yes' if m['cpu_native_bf16'] else 'no'}, so training and "
-        f"inference run in **{m['train_precision']}** with channels_last. Python {m['python']}, torch {m['torch']}, "
+        f"GPU: {m['gpu'] or 'none'}; native bf16: {'yes' if m['cpu_native_bf16'] else 'no'}; by default training "
+        f"and predict run in **{m.get('default_precision', m.get('train_precision'))}** with channels_last on a "
+        f"CPU (each bench says when it runs otherwise). Python {m['python']}, torch {m['torch']}, "
         f"torchvision {m['torchvision']}, timm {m['timm']}, numpy {m['numpy']}, Pillow {m['pillow']}, {m['os']}. "
         f"Load average at start {m.get('load_average')}, at end {report.get('load_average_end')}.",
         "",

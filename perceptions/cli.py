@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import subprocess
 import sys
+from pathlib import Path
 
 from perceptions.errors import PerceptionsError
 from perceptions.logs import setup_logging
@@ -23,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="perceptions",
         description="Learn how people perceive places from street-level images (Place Pulse 2.0).",
     )
-    parser.add_argument("--version", action="version", version=f"perceptions {__version__}")
+    parser.add_argument("--version", action=_VersionAction)
     # Every command takes the logging options, after its name as users type them (`perceptions train -q`).
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_mutually_exclusive_group()
@@ -37,6 +39,38 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
     return parser
+
+
+def version_text() -> str:
+    """'perceptions 0.1.0', plus the short git revision when the package runs from a clone:
+    'perceptions 0.1.0 (git 5bbf7f9)'."""
+    revision = git_revision(Path(__file__).resolve().parents[1])
+    return f"perceptions {__version__}" + (f" (git {revision})" if revision else "")
+
+
+def git_revision(root: Path) -> str | None:
+    """The short commit checked out in `root` when it is a git clone's top folder; None otherwise (an installed
+    package: no .git next to it, so an enclosing repository is never mistaken for ours) or without git."""
+    if not (root / ".git").exists():
+        return None
+    try:
+        done = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None
+
+
+class _VersionAction(argparse.Action):
+    """`--version`: asks git only when given, so other commands never pay for it."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, **kwargs):
+        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0,
+                         help="show the version (and the git revision in a clone) and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text())
+        parser.exit()
 
 
 def main(argv: list[str] | None = None) -> int:

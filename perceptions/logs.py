@@ -12,6 +12,22 @@ import sys
 ROOT = "perceptions"
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time of each record (it may be replaced after set-up: pytest's
+    capture, a notebook's redirection), never to a stream that has since been closed."""
+
+    def __init__(self):
+        super().__init__()
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 class _MainRankOnly(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno >= logging.WARNING or os.environ.get("RANK", "0") == "0"
@@ -25,7 +41,7 @@ def setup_logging(verbosity: int = 0, stream=None) -> logging.Handler:
     logger = logging.getLogger(ROOT)
     for old in [h for h in logger.handlers if getattr(h, "_perceptions", False)]:
         logger.removeHandler(old)
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _CurrentStderr()
     handler._perceptions = True
     fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s" if verbosity > 0 else "%(message)s"
     handler.setFormatter(logging.Formatter(fmt, datefmt="%H:%M:%S"))

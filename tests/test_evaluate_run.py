@@ -117,6 +117,17 @@ def test_real_scaling_and_label_scorer_with_the_report(tmp_path):
         # predictions equal to the labels: same Spearman against truth as the labels themselves
         assert m[s]["spearman_truth"] == pytest.approx(m[s]["label_spearman_truth"])
         assert 0 < m[s]["label_ceiling"] <= 1 and m[s]["pairwise_n"] > 100
+    # The labels turned upside down: every rank metric flips sign, and decisive votes go the other way.
+    flipped = pred.copy()
+    for s in STUDIES:
+        flipped[f"{s}_score"] = 11.0 - pred[f"{s}_score"]
+    f = evaluate_predictions(flipped, data.labels, STUDIES, scaling, votes=data.votes, truth=data.truth,
+                             score_fn=F.label_scorer("trueskill.score"), ceiling_splits=2)
+    for s in STUDIES:
+        assert f[s]["spearman"] == pytest.approx(-1.0)
+        assert f[s]["spearman_truth"] == pytest.approx(-m[s]["spearman_truth"])
+        assert f[s]["pairwise_acc"] == pytest.approx(1 - m[s]["pairwise_acc"])
+        assert f[s]["acc_exact_decile"] < 0.2
     assert F.label_scorer("no.such.column") is None
 
 

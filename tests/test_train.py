@@ -365,6 +365,7 @@ def test_resume_with_more_epochs_runs_to_the_new_count(tiny_city, tmp_path, caps
         train(config, should_stop=lambda epoch, step: (epoch, step) == (2, 1))
     (run,) = list(tmp_path.iterdir())
     before = sorted((p.name, p.stat().st_mtime_ns) for p in run.rglob("*") if p.is_file())
+    capsys.readouterr()  # the interrupted run's own log
     code, err = run_cli(capsys, "--resume", str(run), "--image-size", "64")
     assert_one_line_error(code, err)
     assert "--image-size" in err

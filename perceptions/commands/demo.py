@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from perceptions.errors import PerceptionsError
+from perceptions.files import write_json
 
 HELP = "generate the synthetic city, train on all six studies, and print the test metrics (a few minutes on a CPU)"
 
@@ -62,7 +63,7 @@ def ensure_city(folder, params: dict = DEMO_CITY, say=print) -> Path:
     say(f"[1/3] synthetic city: drawing {params['n_images']} street scenes of {params['n_cities']} cities, "
         f"{params['votes_per_image']} votes per image and study, into {folder} (about a minute)...")
     summary = generate_city(folder, **params)
-    marker.write_text(json.dumps({"params": params, "summary": summary}, indent=2) + "\n", encoding="utf-8")
+    write_json(marker, {"params": params, "summary": summary})
     say(f"      done in {summary['seconds']:.0f} s: {summary['votes']} votes, TrueSkill scores, truth.csv")
     return folder
 

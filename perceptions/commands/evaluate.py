@@ -12,7 +12,9 @@ HELP = "measure a trained model on held-out images: decile accuracy, rank correl
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from perceptions.data.labels import SPLIT_NAMES
 
-    parser.add_argument("--model", required=True, metavar="PKG", help="model package folder (a run's model/)")
+    parser.add_argument("--model", default=None, metavar="PKG",
+                        help="model package folder (a run's model/); None: $PERCEPTIONS_MODEL when set, else the "
+                             "model shipped with perceptions (the repository's model/ in a clone)")
     parser.add_argument("--data", required=True, metavar="DIR",
                         help="PP2-layout folder: images/, qscores.tsv, optional votes.tsv and truth.csv")
     parser.add_argument("--split", default="test", choices=(*SPLIT_NAMES, "all"),

@@ -7,7 +7,8 @@ HELP = "Grad-CAM heat map over an image for one study (or a grid for --study all
 def add_arguments(parser):
     parser.add_argument("image", help="an image file (.jpg, .png)")
     parser.add_argument("--model", default=None, metavar="PKG",
-                        help="model package folder; None: the repository's shipped model/")
+                        help="model package folder; None: $PERCEPTIONS_MODEL when set, else the model shipped with "
+                             "perceptions (the repository's model/ in a clone)")
     parser.add_argument("--study", default="all",
                         help="study name or alias, a comma list, or 'all' for a grid of every study")
     parser.add_argument("--out", default="heat.png", help="picture to write (.png, .jpg, .pdf or .svg)")

@@ -1,4 +1,5 @@
-"""`perceptions predict IMAGES...`: score street images with a model package (default: the shipped model/)."""
+"""`perceptions predict IMAGES...`: score street images with a model package (default: $PERCEPTIONS_MODEL, else
+the shipped model; see `perceptions.predict.model.resolve_model_dir`)."""
 import argparse
 import sys
 
@@ -10,7 +11,8 @@ def add_arguments(parser):
                         help="image files, folders (searched recursively for .jpg/.jpeg/.png) or a .txt/.csv "
                              "list of paths (one per line, or a 'path' column; relative to the list's folder)")
     parser.add_argument("--model", default=None, metavar="PKG",
-                        help="model package folder; None: the repository's shipped model/")
+                        help="model package folder; None: $PERCEPTIONS_MODEL when set, else the model shipped with "
+                             "perceptions (the repository's model/ in a clone)")
     parser.add_argument("--out", default="predictions.csv",
                         help="output file: .csv, .parquet or .geojson (points for images with coordinates)")
     parser.add_argument("--batch-size", type=int, default=64)

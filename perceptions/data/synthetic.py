@@ -57,6 +57,7 @@ import pandas as pd
 from perceptions.data.scene_canvas import LIGHTS
 from perceptions.data.synthetic_scene import draw_scene
 from perceptions.errors import PerceptionsError
+from perceptions.files import atomic_path
 from perceptions.progress import Progress
 from perceptions.studies import STUDY_NAMES, study
 
@@ -348,13 +349,15 @@ def generate_city(out, n_images: int = 3000, n_cities: int = 4, votes_per_image:
     places = sample_places(int(n_images), int(n_cities), int(seed))
     truth = pd.concat([places, true_perceptions(places, int(seed))], axis=1)
     # truth.csv first: it names the images, so a run cut short can still be replaced with --overwrite.
-    truth.to_csv(out / "truth.csv", index=False, float_format="%.6f")
+    with atomic_path(out / "truth.csv") as tmp:
+        truth.to_csv(tmp, index=False, float_format="%.6f")
     write_images(places, out / "images", int(seed), progress)
     images_done = time.perf_counter()
 
     votes = simulate_votes(places["location_id"], truth, _votes_number(votes_per_image), int(seed), crowd_noise,
                            careless_share)
-    votes.to_csv(out / "votes.tsv", sep="\t", index=False)
+    with atomic_path(out / "votes.tsv") as tmp:
+        votes.to_csv(tmp, sep="\t", index=False)
     named = votes.assign(study=votes["study_id"].map(lambda s: study(s).name))
     qscores = score_votes(named, "trueskill")
     write_qscores(qscores, out / "qscores.tsv")

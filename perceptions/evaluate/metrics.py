@@ -180,6 +180,15 @@ def win_rate_scores(votes: pd.DataFrame) -> pd.Series:
     return (table["sum"] + 1.0) / (table["count"] + 2.0)
 
 
+def spearman_on_common_ids(a: pd.Series, b: pd.Series, keep=None) -> float:
+    """Spearman of two score Series over the location ids both have (and `keep` holds, when given)."""
+    a, b = a.set_axis(a.index.astype(str)), b.set_axis(b.index.astype(str))
+    common = a.index.intersection(b.index)
+    if keep is not None:
+        common = common[common.isin(keep)]
+    return spearman(a.loc[common], b.loc[common])
+
+
 def spearman_brown(r: float, factor: float = 2.0) -> float:
     """Reliability of a measure `factor` times as long as one whose reliability is r."""
     if not np.isfinite(r) or factor * r + (1 - r) == 0:
@@ -208,12 +217,7 @@ def split_half_reliability(votes: pd.DataFrame,
         halves = [votes.iloc[np.sort(order[k::2])] for k in (0, 1)]
         if min(len(h) for h in halves) == 0:
             break
-        a, b = (score_fn(h) for h in halves)
-        a.index, b.index = a.index.astype(str), b.index.astype(str)
-        common = a.index.intersection(b.index)
-        if keep_ids is not None:
-            common = common[common.isin(keep_ids)]
-        r = spearman(a.loc[common], b.loc[common])
+        r = spearman_on_common_ids(*(score_fn(h) for h in halves), keep_ids)
         if np.isfinite(r):
             correlations.append(r)
     if not correlations:
@@ -329,12 +333,7 @@ def simulated_label_spearman(votes: pd.DataFrame, noise_sd: float,
     for _ in range(max(1, int(n_sims))):
         latent = pd.Series(scores[rng.permutation(n)], index=design.ids)
         codes = _simulate_codes(design, latent.to_numpy(), noise_sd, tie_share, rng)
-        labels = score_fn(votes.assign(choice=_CHOICES[codes]))
-        labels.index = labels.index.astype(str)
-        common = labels.index.intersection(latent.index)
-        if keep is not None:
-            common = common[common.isin(keep)]
-        r = spearman(labels.loc[common], latent.loc[common])
+        r = spearman_on_common_ids(score_fn(votes.assign(choice=_CHOICES[codes])), latent, keep)
         if np.isfinite(r):
             correlations.append(r)
     return float(np.mean(correlations)) if correlations else float("nan")

@@ -17,12 +17,29 @@ import pandas as pd
 import torch
 
 from perceptions.errors import PerceptionsError
+from perceptions.nets.package import META_FILE, WEIGHTS_FILE, load_package
 from perceptions.predict.inference import NetForward, PredictionDeciles, to_deciles, to_scores
 from perceptions.predict.pipeline import predict_paths
 from perceptions.runtime import choose_device
 
-# The repository's shipped package: <repo>/model, two folders up from perceptions/predict/.
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "model"
+# Where the model comes from when no path is given (`resolve_model_dir`): this environment variable, else the
+# shipped model: inside an installed package (setup.py copies the repository's model/ into the wheel as
+# perceptions/_model/), or, in a clone or an editable install, the repository's model/ itself.
+MODEL_ENV = "PERCEPTIONS_MODEL"
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]  # perceptions/
+PACKAGED_MODEL_DIR = _PACKAGE_DIR / "_model"
+CLONE_MODEL_DIR = _PACKAGE_DIR.parent / "model"
+
+
+def _shipped_model_dir() -> Path:
+    if (PACKAGED_MODEL_DIR / META_FILE).is_file():
+        return PACKAGED_MODEL_DIR
+    if (_PACKAGE_DIR.parent / "pyproject.toml").is_file():  # a clone: perceptions/ sits next to pyproject.toml
+        return CLONE_MODEL_DIR
+    return PACKAGED_MODEL_DIR
+
+
+DEFAULT_MODEL_DIR = _shipped_model_dir()
 
 
 @dataclass
@@ -101,20 +118,52 @@ class PerceptionModel:
         return to_deciles(scores, self.decile_edges, self.studies)
 
 
-def load_model(path=None, device="cpu") -> PerceptionModel:
-    """Load a model package folder (None: the repo's shipped `model/`) onto `device` ('cpu', 'cuda', 'auto')."""
-    from perceptions.nets.package import load_package
+def resolve_model_dir(path=None) -> Path:
+    """The model package folder to load, in this order: an explicit `path`; the PERCEPTIONS_MODEL environment
+    variable (when set and not empty); the shipped model (`DEFAULT_MODEL_DIR`). Raises PerceptionsError, one
+    line naming the folder (and the variable when it came from there), when that is no model package."""
+    return _resolve(path)[0]
 
-    folder = Path(path) if path is not None else DEFAULT_MODEL_DIR
-    if path is None and not (folder / "model.json").is_file():
+
+def _resolve(path) -> tuple[Path, str | None]:
+    """(folder, the PERCEPTIONS_MODEL value it came from or None)."""
+    if path is not None:
+        folder = Path(path)
+        if not folder.exists():
+            raise PerceptionsError(f"model package {folder} does not exist (check the path)")
+        if not folder.is_dir():
+            raise PerceptionsError(f"model package {folder} is not a folder (a package is a folder with weights "
+                                   "and a JSON file)")
+        return folder, None
+    named = os.environ.get(MODEL_ENV, "").strip()
+    if named:
+        folder = Path(named).expanduser()
+        if not folder.is_dir():
+            what = "not a folder" if folder.exists() else "no such folder"
+            raise PerceptionsError(f"{MODEL_ENV}={named}: {what} (point it at a model package folder, or unset "
+                                   "it to use the shipped model)")
+        missing = [name for name in (META_FILE, WEIGHTS_FILE) if not (folder / name).is_file()]
+        if missing:
+            raise PerceptionsError(f"{MODEL_ENV}={named}: not a model package (no {' or '.join(missing)}; a "
+                                   f"package is the model/ folder `perceptions train` writes)")
+        return folder, named
+    folder = DEFAULT_MODEL_DIR
+    if not (folder / META_FILE).is_file():
         raise PerceptionsError(f"no model package in {folder} (this copy ships none): train one with "
-                               "`perceptions train` and pass its package folder with --model")
-    if not folder.exists():
-        raise PerceptionsError(f"model package {folder} does not exist (check the path)")
-    if not folder.is_dir():
-        raise PerceptionsError(f"model package {folder} is not a folder (a package is a folder with weights "
-                               "and a JSON file)")
+                               f"`perceptions train` and pass its package folder with --model or {MODEL_ENV}")
+    return folder, None
+
+
+def load_model(path=None, device="cpu") -> PerceptionModel:
+    """Load a model package folder onto `device` ('cpu', 'cuda', 'auto'). path None: $PERCEPTIONS_MODEL when
+    set, else the shipped model (see `resolve_model_dir`)."""
+    folder, named = _resolve(path)
     dev = choose_device(str(device)) if not isinstance(device, torch.device) else device
-    net, meta = load_package(folder, device=dev)
+    try:
+        net, meta = load_package(folder, device=dev)
+    except PerceptionsError as exc:
+        if named is None:
+            raise
+        raise PerceptionsError(f"{MODEL_ENV}={named}: {exc}") from None
     net = net.to(dev).to(memory_format=torch.channels_last)
     return PerceptionModel(net=net, meta=meta, device=dev, path=folder)

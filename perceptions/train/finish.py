@@ -25,7 +25,7 @@ from perceptions.data.datasets import ImageScores
 from perceptions.data.folder import label_scorer
 from perceptions.data.images import eval_transform
 from perceptions.evaluate.report import evaluate_predictions, format_table, write_plots
-from perceptions.files import jsonable, write_json
+from perceptions.files import atomic_write, jsonable, write_json
 from perceptions.nets.package import save_package
 from perceptions.predict.inference import PredictionDeciles, to_deciles, to_scores
 from perceptions.train import run_folder as rf
@@ -95,7 +95,8 @@ def finish_run(run_dir: Path, net, preprocess, data: TrainData, config: TrainCon
                                        truth=data.truth, score_fn=label_scorer(config.score_column),
                                        seed=config.seed, prediction_deciles=deciles)
         if runtime.is_main_process():
-            frame.to_csv(run_dir / "test_predictions.csv", index=False, float_format="%.6g")
+            with atomic_write(run_dir / "test_predictions.csv", newline="") as f:
+                frame.to_csv(f, index=False, float_format="%.6g")
             plots = write_plots(frame, labels, data.studies, data.scaling, run_dir / "evaluation",
                                 prediction_deciles=deciles)
     timings["test_s"] = time.perf_counter() - t0
