@@ -17,7 +17,8 @@ from perceptions.logs import setup_logging
 from perceptions.version import __version__
 
 # Order is the order of the flow, as shown by `perceptions --help`.
-COMMANDS = ("synth", "download", "score", "train", "evaluate", "predict", "explain", "map", "demo")
+COMMANDS = ("synth", "download", "score", "check", "train", "evaluate", "predict", "aggregate", "explain", "map",
+            "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,12 +23,24 @@ MAX_PIXELS = 180_000_000
 MAX_DECODE_SIDE = 4096
 # Transparent pixels become white: what a viewer shows, so what a person rating the image would have seen.
 BACKGROUND = (255, 255, 255)
+# What open_rgb leaves in the image's `info`: the file it came from and its full upright size before any
+# reduced-scale decoding, so that a crop given in the file's own pixels (Preprocess.crop_bottom) removes the same
+# strip at any decoding scale; CROPPED marks an image already cropped (the crop is applied once).
+SOURCE, FULL_SIZE, CROPPED = "perceptions.source", "perceptions.full_size", "perceptions.cropped"
+# Place Pulse's 400x300 Street View images carry the Google logo and "(c) Google" in their bottom rows: measured
+# on the real images in tests/fixtures/placepulse, the logo's glyphs span rows 274..295 (of 0..299) and the
+# copyright text rows 289..298; 28 rows (272..299) removes the strip and the JPEG block row it starts in.
+PLACEPULSE_LOGO_ROWS = 28
 
 _INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "box", "hamming", "lanczos")
 
 
 class ImageError(DataError):
     """An image that cannot be read: the message names the file (and `.path` holds it)."""
+
+
+class CropTooLarge(ImageError):
+    """An image no taller than the strip `Preprocess.crop_bottom` would cut off its bottom."""
 
 
 def open_rgb(path, max_pixels: int = MAX_PIXELS, min_side: int | None = None) -> Image.Image:
@@ -58,7 +70,11 @@ def open_rgb(path, max_pixels: int = MAX_PIXELS, min_side: int | None = None) ->
                                            "(refused as a possible decompression bomb)")
                 _draft(img, min_side)
                 img.load()
-                return _to_rgb(_upright(img))
+                rgb = _to_rgb(_upright(img))
+                rgb.info[SOURCE] = str(path)
+                # The size before any reduced decoding, turned as the EXIF orientation turned the pixels.
+                rgb.info[FULL_SIZE] = (width, height) if rgb.size == img.size else (height, width)
+                return rgb
     except ImageError:
         raise
     except Image.DecompressionBombError as e:
@@ -130,13 +146,17 @@ def _to_uint8(values: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Preprocess:
-    """How images must be prepared for one backbone's weights (resolved from the weights, stored with a model)."""
+    """How images must be prepared for one backbone's weights (resolved from the weights, stored with a model).
+
+    crop_bottom: rows cut off the bottom of every image before the resize (`train --crop-bottom`: the logo
+    strip of Place Pulse's Street View images); the model package keeps it, so predict crops the same way."""
 
     input_size: int = 224
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     interpolation: str = "bicubic"
     crop_pct: float = 0.875
+    crop_bottom: int = 0  # rows cut off the bottom of every image first, in the file's own pixels (a logo strip)
 
     def __post_init__(self):
         if not (isinstance(self.input_size, int) and self.input_size > 0):
@@ -154,11 +174,20 @@ class Preprocess:
         if not (isinstance(self.crop_pct, (int, float)) and 0 < self.crop_pct <= 1):
             raise PerceptionsError(f"preprocess: crop_pct must be in (0, 1], got {self.crop_pct!r}")
         object.__setattr__(self, "crop_pct", float(self.crop_pct))
+        if isinstance(self.crop_bottom, bool) or not (isinstance(self.crop_bottom, int) and self.crop_bottom >= 0):
+            raise PerceptionsError(f"preprocess: crop_bottom must be a whole number of pixels >= 0, "
+                                   f"got {self.crop_bottom!r}")
 
     @property
     def resize_size(self) -> int:
         """Shorter side before the centre crop (timm's rule: floor(input_size / crop_pct))."""
         return math.floor(self.input_size / self.crop_pct)
+
+    @property
+    def decode_side(self) -> int:
+        """The shortest side to decode an image at (`open_rgb(min_side=...)`): the resize's shorter side, plus
+        the bottom strip that is cut off first, so a reduced-scale decode still has enough rows after the crop."""
+        return self.resize_size + self.crop_bottom
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -173,10 +202,45 @@ class Preprocess:
         missing = known - set(d)
         if missing:
             raise PerceptionsError(f"preprocess: missing {', '.join(sorted(missing))}")
+        optional = {"crop_bottom"} & set(d)  # packages made before it existed crop nothing
         try:
-            return cls(**{k: (tuple(d[k]) if k in ("mean", "std") else d[k]) for k in known})
+            return cls(**{k: (tuple(d[k]) if k in ("mean", "std") else d[k]) for k in known | optional})
         except TypeError as e:
             raise PerceptionsError(f"preprocess: {e}") from None
+
+
+class CropBottom:
+    """PIL image -> the image without its bottom `pixels` rows (see `crop_bottom`)."""
+
+    def __init__(self, pixels: int):
+        self.pixels = int(pixels)
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        return crop_bottom(img, self.pixels)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.pixels})"
+
+
+def crop_bottom(img: Image.Image, pixels: int) -> Image.Image:
+    """Cut `pixels` rows, counted in the file's own pixels, off the bottom of an `open_rgb` image: a JPEG decoded
+    at a reduced scale loses proportionally fewer rows (rounded up, so no row of the strip is left). Applied once:
+    an image already cropped comes back as it is. Raises CropTooLarge when nothing would be left."""
+    if pixels <= 0 or img.info.get(CROPPED):
+        return img
+    full_width, full_height = img.info.get(FULL_SIZE) or img.size
+    if pixels >= full_height:
+        raise CropTooLarge(img.info.get(SOURCE, "image"), f"{full_height} px high, not more than the {pixels} px "
+                                                           "that --crop-bottom cuts off its bottom")
+    rows = min(img.height - 1, math.ceil(pixels * img.height / full_height - 1e-9))
+    out = img.crop((0, 0, img.width, img.height - rows))
+    out.info[FULL_SIZE], out.info[CROPPED] = (full_width, full_height - pixels), True
+    return out
+
+
+def _crop_steps(pre: Preprocess) -> list:
+    """The bottom crop as a transform step, or none at all (crop_bottom 0 leaves the transforms as they were)."""
+    return [CropBottom(pre.crop_bottom)] if pre.crop_bottom else []
 
 
 def _interpolation(pre: Preprocess):
@@ -233,6 +297,7 @@ def eval_transform(pre: Preprocess, normalize: bool = True):
     # Resize and crop on uint8 tensors (torch's vectorised antialiased kernels are several times faster than PIL's
     # here); convert to float only at the network's input size.
     return v2.Compose([
+        *_crop_steps(pre),
         v2.PILToTensor(),
         v2.Resize(pre.resize_size, interpolation=_interpolation(pre), antialias=True),
         v2.CenterCrop(pre.input_size),
@@ -245,6 +310,7 @@ def train_transform(pre: Preprocess):
     from torchvision.transforms import v2
 
     return v2.Compose([
+        *_crop_steps(pre),
         v2.PILToTensor(),
         v2.RandomResizedCrop(pre.input_size, scale=(0.6, 1.0), interpolation=_interpolation(pre), antialias=True),
         v2.RandomHorizontalFlip(),
@@ -271,5 +337,5 @@ def load_image_tensor(path, pre: Preprocess, train: bool = False, transform=None
     """open_rgb + the matching transform, decoding big JPEGs at a reduced scale first. For one-off use;
     datasets should build the transform once and pass it in."""
     transform = transform or (train_transform(pre) if train else eval_transform(pre))
-    return transform(open_rgb(path, min_side=pre.resize_size))
+    return transform(open_rgb(path, min_side=pre.decode_side))
 

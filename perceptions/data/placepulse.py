@@ -163,9 +163,10 @@ def _ids(table: pd.DataFrame, column: str, path) -> pd.Series:
 
 # ---------------------------------------------------------------------------------------------- votes
 
-def read_votes(path) -> pd.DataFrame:
+def read_votes(path, keep_self_votes: bool = False) -> pd.DataFrame:
     """Votes in any of the three PP2 formats as one tidy table, in file order (`vote_times` gives the time order
-    where the file has timestamps: the site and extended exports do, Kaggle's votes.csv does not)."""
+    where the file has timestamps: the site and extended exports do, Kaggle's votes.csv does not). A vote of an
+    image with itself is an error naming its row, unless keep_self_votes (`perceptions check` lists them)."""
     table = _read_table(path)
     cols = set(table.columns)
     if cols & {"winner", "left_id", "right_id"}:
@@ -194,7 +195,7 @@ def read_votes(path) -> pd.DataFrame:
     votes["left"] = _ids(table, names["left"], path)
     votes["right"] = _ids(table, names["right"], path)
     same = (votes["left"] == votes["right"]).to_numpy()
-    if same.any():
+    if same.any() and not keep_self_votes:
         pos = int(np.argmax(same))
         raise DataError(path, f"vote compares image {votes['left'].iloc[pos]!r} with itself", row=_data_row(pos))
     choice = table[names["choice"]].str.strip().str.lower()

@@ -172,7 +172,9 @@ def default_card(info: dict) -> str:
         f"- Backbone: {info['backbone']} (starting weights: {info['weights']}); "
         f"{'head only stored, backbone = packaged weights' if info['head_only'] else 'all weights stored'}",
         f"- Input: {info['preprocess']['input_size']} px, mean {info['preprocess']['mean']}, "
-        f"std {info['preprocess']['std']}",
+        f"std {info['preprocess']['std']}"
+        + (f"; {info['preprocess']['crop_bottom']} px cut off the bottom first"
+           if info['preprocess'].get('crop_bottom') else ""),
         f"- Made by perceptions {info['perceptions_version']} on {info['created']}", "",
         "## Training data", "",
     ]

@@ -116,7 +116,7 @@ def explain_image(model, image, studies=None) -> Explanation:
     from PIL import Image
     from pytorch_grad_cam import GradCAM
 
-    from perceptions.data.images import open_rgb
+    from perceptions.data.images import crop_bottom, open_rgb
     from perceptions.studies import parse_studies
 
     names = model.studies if studies in (None, "all", ["all"]) else parse_studies(studies)
@@ -129,8 +129,11 @@ def explain_image(model, image, studies=None) -> Explanation:
     else:
         # The net gets what `predict` gives it (big JPEGs decoded at a reduced scale), so the scores match;
         # the picture shown is decoded at a size worth drawing.
-        seen = open_rgb(image, min_side=model.preprocess.resize_size)
+        seen = open_rgb(image, min_side=model.preprocess.decode_side)
         shown = open_rgb(image, min_side=DISPLAY_MIN_SIDE)
+    # The model's bottom crop (a logo strip) goes first, from the picture shown too, so the map lines up with it;
+    # the transform then leaves the already cropped image as it is.
+    seen, shown = (crop_bottom(picture, model.preprocess.crop_bottom) for picture in (seen, shown))
     x = model.transform(seen).unsqueeze(0)
     scores = model.score_batch(x, resolve_precision(model.device, "auto"))[0]  # exactly predict's numbers
     decile_row = model.deciles(scores[None, :])[0]

@@ -12,6 +12,22 @@ from perceptions.errors import DataError, PerceptionsError
 LIST_EXTENSIONS = (".txt", ".csv", ".tsv")
 
 
+class ImageSources:
+    """Where a predict job's images and their locations come from: files, folders and lists (`discover`), with
+    the location parsed from Place Pulse-style names, which the rows already carry (`annotate` adds nothing).
+    `perceptions.places.PlaceSources` extends it with metadata tables and EXIF GPS, and may carry a `views`
+    hook that cuts some files (panoramas) into several views (`predict.pipeline.iter_batches`)."""
+
+    views = None
+
+    def discover(self, inputs) -> list[str]:
+        return discover_images(inputs)
+
+    def annotate(self, rows):
+        """The finished rows, completed before they are written -> (rows, notes for the summary)."""
+        return rows, {}
+
+
 def image_extensions() -> tuple[str, ...]:
     from perceptions.data.placepulse import IMAGE_EXTENSIONS
 

@@ -23,8 +23,8 @@ from perceptions.progress import Progress
 from perceptions.predict.writers import LOCATION_COLUMNS, prediction_columns
 from perceptions.runtime import Precision, choose_device, choose_precision, default_workers
 
-__all__ = ["ImageItems", "build_rows", "collate_items", "iter_batches", "pil_to_rgb", "predict_paths",
-           "prediction_columns", "resolve_precision"]
+__all__ = ["ImageItems", "build_rows", "collate_items", "collate_views", "iter_batches", "pil_to_rgb",
+           "predict_paths", "prediction_columns", "resolve_precision"]
 
 
 def resolve_precision(device, precision: str = "auto") -> Precision:
@@ -42,10 +42,14 @@ def resolve_precision(device, precision: str = "auto") -> Precision:
 # ------------------------------------------------------------------------------------------- decoding
 
 class ImageItems(Dataset):
-    """Paths (or in-memory PIL images) -> (index, tensor or None, reason). Never raises for a bad file."""
+    """Paths (or in-memory PIL images) -> (index, tensor or None, reason). Never raises for a bad file.
 
-    def __init__(self, items, transform, min_side: int):
+    views: an optional hook (`iter_batches`) that cuts one file into several views; for a file it cuts the
+    item is (index, [(view key, tensor or None, reason), ...], "") and `collate_views` flattens it."""
+
+    def __init__(self, items, transform, min_side: int, views=None, view_transform=None, view_side: int = 0):
         self.items, self.transform, self.min_side = items, transform, min_side
+        self.views, self.view_transform, self.view_side = views, view_transform, view_side
 
     def __len__(self):
         return len(self.items)
@@ -56,6 +60,10 @@ class ImageItems(Dataset):
         item = self.items[i]
         try:
             if isinstance(item, (str, os.PathLike)):
+                cut = self.views.cut(item, self.view_side) if self.views is not None else None
+                if cut is not None:
+                    return i, [(key, None if view is None else self.view_transform(view), why)
+                               for key, view, why in cut], ""
                 image = open_rgb(item, min_side=self.min_side)
             else:
                 image = pil_to_rgb(item)
@@ -81,41 +89,75 @@ def collate_items(samples):
     """Stack the readable images of a batch; keep the failures aside."""
     ok = [(i, t) for i, t, _ in samples if t is not None]
     failed = [(i, reason) for i, t, reason in samples if t is None]
+    return [i for i, _ in ok], _stack([t for _, t in ok]), failed
+
+
+def collate_views(samples):
+    """As collate_items, for a dataset with a views hook: -> (indices, tensor, failures [(index, reason, view
+    key or None)], view keys (None for a whole image)), one entry per view."""
+    ok, failed, keys = [], [], []
+    for i, t, reason in samples:
+        for key, tensor, why in (t if isinstance(t, list) else [(None, t, reason)]):
+            if tensor is None:
+                failed.append((i, why, key))
+            else:
+                ok.append((i, tensor))
+                keys.append(key)
+    return [i for i, _ in ok], _stack([t for _, t in ok]), failed, keys
+
+
+def _stack(tensors):
     # Stacked straight into channels_last (NHWC memory), the layout the net runs in: the copy happens here,
     # in the decoding worker, not in the main process that runs the net.
-    tensor = torch.stack([t.permute(1, 2, 0) for _, t in ok]).permute(0, 3, 1, 2) if ok else None
-    return [i for i, _ in ok], tensor, failed
+    return torch.stack([t.permute(1, 2, 0) for t in tensors]).permute(0, 3, 1, 2) if tensors else None
 
 
 # -------------------------------------------------------------------------------------------- scoring
 
 def iter_batches(model, items, batch_size=64, num_workers=None, progress=None, precision="auto",
-                 desc="predict"):
+                 desc="predict", views=None):
     """Yield (rows DataFrame or None, failures list[(item index, reason)]) per batch, in input order.
 
     Rows carry an `_index` column (position in `items`) so callers can restore input order.
     num_workers None: `runtime.default_workers` (none on a CPU: the net's threads already use every core and a
     decoding worker would take one from them; see benchmarks/bench_predict.py and benchmarks/RESULTS.md).
-    progress: a bar on a terminal, plain lines in a log (None), or forced on/off (perceptions.progress)."""
+    progress: a bar on a terminal, plain lines in a log (None), or forced on/off (perceptions.progress).
+    views: None, or a hook that cuts some files into several views (`perceptions.places.panoramas.PanoramaViews`):
+    `cut(path, side)` -> None (an ordinary image) or [(key, PIL view or None, reason)], each view `side` =
+    resize_size px square and run through the eval transform without the bottom crop; `rows(model, rows, keys)`
+    completes a batch's rows. Failures are then (index, reason, view key or None)."""
     if batch_size < 1:
         raise PerceptionsError(f"--batch-size must be at least 1, got {batch_size}")
     num_workers = default_workers(model.device) if num_workers is None else int(num_workers)
     num_workers = min(num_workers, max(0, (len(items) + batch_size - 1) // batch_size))
     prec = resolve_precision(model.device, precision)
-    dataset = ImageItems(items, model.crop_transform, model.preprocess.resize_size)
+    if views is None:
+        dataset, collate = ImageItems(items, model.crop_transform, model.preprocess.decode_side), collate_items
+    else:
+        from dataclasses import replace
+
+        from perceptions.data.images import eval_transform
+
+        view_transform = eval_transform(replace(model.preprocess, crop_bottom=0), normalize=False)
+        dataset = ImageItems(items, model.crop_transform, model.preprocess.decode_side, views, view_transform,
+                             model.preprocess.resize_size)
+        collate = collate_views
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        collate_fn=collate_items, pin_memory=model.device.type == "cuda",
+                        collate_fn=collate, pin_memory=model.device.type == "cuda",
                         prefetch_factor=4 if num_workers else None,
                         persistent_workers=False)
     bar = Progress(len(items), desc, unit="img", enabled=progress)
     try:
-        for indices, tensor, failed in loader:
+        for batch in loader:
+            indices, tensor, failed = batch[:3]
             rows = None
             if indices:
                 scores = model.score_batch(tensor, prec)
                 rows = build_rows(model, [items[i] for i in indices], scores)
                 rows.insert(0, "_index", indices)
-            bar.update(len(indices) + len(failed))
+                if views is not None:
+                    rows = views.rows(model, rows, batch[3])
+            bar.update(len(set(indices)) + len({f[0] for f in failed} - set(indices)))
             yield rows, failed
     finally:
         bar.close()

@@ -51,6 +51,7 @@ class TrainConfig:
     freeze_bn: bool = True               # keep the backbone's batch-norm statistics fixed while fine-tuning
     image_size: int | None = 128         # None: the size the backbone's weights were trained at
     crop_pct: float | None = 1.0         # share of the shorter side kept by the centre crop; None: the weights'
+    crop_bottom: int = 0                 # rows cut off the bottom of every image first (PP2's logo strip: 28)
     split: str = "random"
     val_frac: float = 0.1
     test_frac: float = 0.2
@@ -95,6 +96,7 @@ class TrainConfig:
              "--val-frac and --test-frac must be in [0, 1) and leave images to train on"),
             (self.image_size is None or self.image_size >= 16, "--image-size must be >= 16"),
             (self.crop_pct is None or 0 < self.crop_pct <= 1, "--crop-pct must be in (0, 1]"),
+            (isinstance(self.crop_bottom, int) and self.crop_bottom >= 0, "--crop-bottom must be >= 0 pixels"),
             (self.max_images is None or self.max_images >= 2, "--max-images must be >= 2"),
             (self.workers is None or self.workers >= 0, "--workers must be >= 0"),
             (self.patience >= 0, "--patience must be >= 0"),
@@ -126,9 +128,9 @@ class TrainConfig:
 
 
 # What must match between a run folder and a `--resume` request: change any and the old state means nothing.
-IDENTITY_FIELDS = ("data", "studies", "backbone", "weights", "image_size", "crop_pct", "split", "val_frac",
-                   "test_frac", "seed", "loss", "score_column", "max_images", "freeze_epochs", "batch_size",
-                   "head_batch_size")
+IDENTITY_FIELDS = ("data", "studies", "backbone", "weights", "image_size", "crop_pct", "crop_bottom", "split",
+                   "val_frac", "test_frac", "seed", "loss", "score_column", "max_images", "freeze_epochs",
+                   "batch_size", "head_batch_size")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -164,6 +166,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--image-size", type=int, default=d.image_size, help="input size (0: the weights' own)")
     a("--crop-pct", type=float, default=d.crop_pct,
       help="share of the shorter side kept by the centre crop (0: the weights' own; 1.0 keeps the most)")
+    a("--crop-bottom", type=int, default=d.crop_bottom, metavar="PIXELS",
+      help="cut this many rows off the bottom of every image before the resize, in training, in the run's "
+      "evaluation and, through the model package, in predict and evaluate: 28 removes the Google logo strip of "
+      "Place Pulse's 400x300 Street View images")
     a("--split", choices=SPLIT_METHODS, default=d.split, help="random images, or whole cities held out")
     a("--val-frac", type=float, default=d.val_frac)
     a("--test-frac", type=float, default=d.test_frac)

@@ -42,7 +42,7 @@ def split_scores(net, preprocess, data: TrainData, config: TrainConfig, device, 
     """(rows of `split`, their (N, S) scores on 1..10): the eval transform, the one inference path, to_scores."""
     rows = data.rows(split)
     images = ImageScores(data.table["path"].to_numpy()[rows], data.targets[rows], eval_transform(preprocess),
-                         preprocess.input_size, preprocess.resize_size)
+                         preprocess.input_size, preprocess.decode_side)
     return rows, to_scores(predict_dataset(net, images, config, device, precision, desc or split))
 
 

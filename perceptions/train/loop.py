@@ -71,6 +71,8 @@ def _train(config: TrainConfig, should_stop=None) -> Path:
         preprocess = dataclasses.replace(preprocess, input_size=int(config.image_size))
     if config.crop_pct:
         preprocess = dataclasses.replace(preprocess, crop_pct=float(config.crop_pct))
+    if config.crop_bottom:  # recorded in the package, so predict and evaluate cut the same strip
+        preprocess = dataclasses.replace(preprocess, crop_bottom=int(config.crop_bottom))
     net = net.to(device).to(memory_format=torch.channels_last)
     timings["prepare_s"] = time.perf_counter() - started
     if run_dir is None:

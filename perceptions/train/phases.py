@@ -35,7 +35,7 @@ def build_phase(phase: str, net, data: TrainData, preprocess, config: TrainConfi
 
     def images(rows, transform):
         return ImageScores(data.table["path"].to_numpy()[rows], data.targets[rows], transform,
-                           preprocess.input_size, preprocess.resize_size)
+                           preprocess.input_size, preprocess.decode_side)
 
     def order_fn(per_epoch_pairs):
         if pairs is not None:

@@ -23,6 +23,7 @@ from perceptions.studies import parse_studies
 from perceptions.train.config import TrainConfig
 
 SKIPPED_FILE = "skipped_images.csv"
+PLACEHOLDER_FILE = "placeholder_images.csv"  # readable images that look like "no imagery" tiles: trained on, listed
 SPLITS_FILE = "splits.csv"       # location_id,split of every labelled location the run used
 CHECK_FILE = "image_check.json"  # which images were unreadable, and in which state of the folder
 
@@ -40,6 +41,7 @@ class TrainData:
     skipped: pd.DataFrame | None = None  # unreadable images left out: path, reason (-> SKIPPED_FILE)
     image_check: str | None = None       # the folder state `skipped` was checked on (-> CHECK_FILE)
     spec: dict | None = None             # labels.split_spec: what re-derives `split` (-> meta["data"]["split"])
+    placeholders: pd.DataFrame | None = None  # placeholder-looking images kept: path, reason (-> PLACEHOLDER_FILE)
 
     def rows(self, name: str) -> np.ndarray:
         return np.flatnonzero(self.split == name)
@@ -86,7 +88,7 @@ def prepare_data(config: TrainConfig) -> TrainData:
     spec = split_spec(table, config.split, config.seed, config.val_frac, config.test_frac)
     split = split_from_spec(table, spec).to_numpy()
     # Unreadable images leave after the split, so the readable ones keep the split `evaluate` rebuilds.
-    skipped, check_key = unreadable_images(table["path"], config)
+    skipped, placeholders, check_key = unreadable_images(table["path"], config)
     if len(skipped):
         keep = ~table["path"].isin(skipped["path"]).to_numpy()
         table, split = table[keep].reset_index(drop=True), split[keep]
@@ -103,19 +105,25 @@ def prepare_data(config: TrainConfig) -> TrainData:
     notes = list(data.notes)
     if len(skipped):
         notes.append(f"{len(skipped)} unreadable image(s) skipped (listed in {SKIPPED_FILE} in the run folder)")
+    if len(placeholders):
+        notes.append(f"{len(placeholders)} image(s) look like placeholders ('no imagery' tiles or near-uniform "
+                     f"frames), e.g. {placeholders['path'].iloc[0]}: trained on as they are, listed in "
+                     f"{PLACEHOLDER_FILE}; `perceptions check DATA --fix DIR` writes a copy without them")
     if config.loss != "regression" and data.votes is None:
         raise PerceptionsError(f"--loss {config.loss} learns from votes, but {config.data} has no votes.tsv/votes.csv")
     return TrainData(studies=studies, table=table, split=split, scaling=scaling, targets=targets,
                      votes=data.votes, truth=data.truth, notes=notes, skipped=skipped, image_check=check_key,
-                     spec=spec)
+                     spec=spec, placeholders=placeholders)
 
 
-def unreadable_images(paths, config: TrainConfig) -> tuple[pd.DataFrame, str]:
-    """(path, reason of every image `open_rgb` refuses, the folder-state key it holds for). Checked once per
+def unreadable_images(paths, config: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """(path, reason of every image `open_rgb` refuses, path, reason of every readable one that looks like a
+    placeholder, the folder-state key they hold for). Checked once per
     state of the images: rank 0 checks, in parallel, and every rank gets its list; a resumed run whose images
-    have not changed reads the list its run folder kept (CHECK_FILE) instead of checking again."""
+    have not changed reads the list its run folder kept (CHECK_FILE) instead of checking again. An image no
+    taller than --crop-bottom stops the run here, with one line."""
     from perceptions import runtime
-    from perceptions.data.image_check import check_images, folder_state
+    from perceptions.data.image_check import COLUMNS, folder_state, inspect_images
 
     key = folder_state(paths)
     if config.resume:
@@ -125,18 +133,24 @@ def unreadable_images(paths, config: TrainConfig) -> tuple[pd.DataFrame, str]:
         except PerceptionsError:
             kept = {}
         if kept.get("folder_state") == key:
-            return pd.DataFrame(kept.get("skipped", []), columns=["path", "reason"]), key
-    return runtime.on_main(lambda: check_images(paths, progress=config.progress)), key
+            return (pd.DataFrame(kept.get("skipped", []), columns=COLUMNS),
+                    pd.DataFrame(kept.get("placeholders", []), columns=COLUMNS), key)
+    return (*runtime.on_main(lambda: inspect_images(paths, progress=config.progress,
+                                                    crop_bottom=config.crop_bottom)), key)
 
 
 def write_image_check(data: TrainData, run_dir) -> None:
     """The image check's result in the run folder: CHECK_FILE for --resume, SKIPPED_FILE for a reader."""
     skipped = data.skipped if data.skipped is not None else pd.DataFrame(columns=["path", "reason"])
-    write_json(Path(run_dir) / CHECK_FILE, {"folder_state": data.image_check,
-                                            "skipped": skipped.to_dict(orient="records")})
-    if len(skipped):
-        with atomic_write(Path(run_dir) / SKIPPED_FILE, newline="") as f:
-            skipped.to_csv(f, index=False)
+    placeholders = data.placeholders if data.placeholders is not None else skipped.iloc[:0]
+    check = {"folder_state": data.image_check, "skipped": skipped.to_dict(orient="records")}
+    if len(placeholders):
+        check["placeholders"] = placeholders.to_dict(orient="records")
+    write_json(Path(run_dir) / CHECK_FILE, check)
+    for table, name in ((skipped, SKIPPED_FILE), (placeholders, PLACEHOLDER_FILE)):
+        if len(table):
+            with atomic_write(Path(run_dir) / name, newline="") as f:
+                table.to_csv(f, index=False)
 
 
 def write_splits(data: TrainData, run_dir) -> Path:
