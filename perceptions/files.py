@@ -17,6 +17,21 @@ from pathlib import Path
 from perceptions.errors import PerceptionsError
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once, at import: os.umask can only be read by setting it
+
+
+def usual_permissions(path) -> None:
+    """Give `path` the permissions a plain open() would have (0666 less the umask): writers that make files
+    through mkstemp or a library may leave them private."""
+    os.chmod(path, 0o666 & ~_UMASK)
+
+
 def fsync_folder(folder) -> None:
     """Make a rename inside `folder` durable (POSIX); a no-op where folders cannot be opened (Windows)."""
     try:
@@ -45,6 +60,7 @@ def atomic_path(path):
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        usual_permissions(tmp)  # mkstemp makes the file private (0600)
         yield Path(tmp)
         fsync_file(tmp)
         os.replace(tmp, path)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from perceptions.data.images import Preprocess
 from perceptions.errors import PerceptionsError
-from perceptions.files import fsync_file, fsync_folder, json_text
+from perceptions.files import fsync_file, fsync_folder, json_text, usual_permissions
 from perceptions.studies import study
 
 FORMAT_VERSION = 1
@@ -95,6 +95,7 @@ def save_package(directory, net, preprocess: Preprocess, scaling: dict, meta: di
         (tmp / META_FILE).write_text(text + "\n", encoding="utf-8")
         (tmp / CARD_FILE).write_text(card if card is not None else default_card(info), encoding="utf-8")
         for name in (WEIGHTS_FILE, META_FILE, CARD_FILE):
+            usual_permissions(tmp / name)
             fsync_file(tmp / name)
         _swap_into_place(tmp, target)
     except BaseException:

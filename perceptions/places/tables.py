@@ -18,6 +18,7 @@ import pandas as pd
 from perceptions.errors import DataError
 from perceptions.extras import require
 from perceptions.places.columns import find_columns
+from perceptions.predict.inputs import resolve_listed
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def read_table(path, images_dir=None, path_col=None, lat_col=None, lon_col=None)
     if raw_paths.isna().any():
         first = int(np.flatnonzero(raw_paths.isna().to_numpy())[0])
         raise DataError(path, f"empty value in the path column {roles['path']!r}", row=first + 2)
-    resolved = [_resolve(str(p).strip(), base) for p in raw_paths]
+    resolved = [resolve_listed(str(p).strip(), base) for p in raw_paths]
     # Coordinates become lat/lon; the path column is kept as the table had it (e.g. `filename`) unless it is
     # called `path`, which the output's resolved path replaces.
     consumed = {roles["lat"], roles["lon"], "path"} - {None}
@@ -128,12 +129,3 @@ def _numbers(frame, column) -> np.ndarray:
     if not pd.api.types.is_numeric_dtype(values):
         values = values.astype("string").str.strip()
     return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-
-
-def _resolve(entry: str, base: Path) -> str:
-    if os.path.isabs(entry):
-        return entry
-    beside = os.path.join(base, entry)
-    if os.path.exists(beside) or not os.path.exists(entry):
-        return beside
-    return entry

@@ -122,10 +122,12 @@ def read_path_list(list_path: str) -> list[str]:
     if entries is None:
         entries = [line for line in lines if not line.lstrip().startswith("#")]
     base = os.path.dirname(list_path)
-    return [_resolve_listed(e.strip(), base) for e in entries if e.strip()]
+    return [resolve_listed(e.strip(), base) for e in entries if e.strip()]
 
 
-def _resolve_listed(entry: str, base: str) -> str:
+def resolve_listed(entry: str, base) -> str:
+    """A path named in a list or table: as given when absolute, else beside the list (or as given, when only
+    that exists)."""
     if os.path.isabs(entry):
         return entry
     beside_list = os.path.join(base, entry)
