@@ -99,7 +99,11 @@ set -e
 cat err.txt
 [[ $code -eq 2 && $(wc -l <err.txt) -eq 1 ]] && grep -q "PERCEPTIONS_MODEL=" err.txt
 
-# map --html (issue 16) and serve (issue 15: start, /health, stop) get their checks here once they exist.
+echo ">> perceptions map --html (the template and Leaflet come from the installed package)"
+"$perceptions" map predictions.csv --html map.html
+grep -q "L.map" map.html && grep -q "Leaflet" map.html && ! grep -q "unpkg.com\|cdn" map.html
+
+# serve (start, /health, stop) gets its check here once it exists.
 
 echo ">> nothing written inside the installed package"
 written=$(find "$site" -newer "$work/started" -type f ! -path '*/__pycache__/*')
