@@ -182,6 +182,8 @@ def _ddp_gradient_rank(rank, world, store, targets, out):
         loss.backward()
         if rank == 0:
             torch.save(head.weight.grad, out)
+        del model  # the DDP reducer goes before the group, and no rank leaves while another still talks
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
