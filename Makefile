@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench wheel venv clean-venv
+.PHONY: demo test bench bench-scale wheel venv clean-venv
 
 venv: $(STAMP)
 
@@ -27,6 +27,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all
+
+# Long (about an hour on 2 quiet cores, ~4 GB of images in benchmarks/_work/scale/): the whole flow on a Place
+# Pulse-sized synthetic city (110,988 images, ~1.17M votes) and on a tenth of it; adds to RESULTS.md.
+bench-scale: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_scale
 
 # The sdist and the wheel (carrying the shipped model/) in dist/; .ci/wheel_check.sh checks the installed wheel.
 wheel: $(STAMP)

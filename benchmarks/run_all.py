@@ -93,8 +93,12 @@ def main(argv=None) -> int:
     report = {"started": started.isoformat(timespec="seconds"), "quick": args.quick, "machine": machine(),
               "benchmarks": {}}
     previous = out / "results.json"
-    if args.only and previous.is_file():  # a partial run updates the entries it ran, keeps the others
-        report["benchmarks"] = json.loads(previous.read_text()).get("benchmarks", {})
+    if previous.is_file():  # the full-size rehearsal (`make bench-scale`) is run apart: its entry is kept
+        earlier = json.loads(previous.read_text())
+        if "scale" in earlier:
+            report["scale"] = earlier["scale"]
+        if args.only:  # a partial run updates the entries it ran, keeps the others
+            report["benchmarks"] = earlier.get("benchmarks", {})
     for key, module, full, quick in chosen:
         report["benchmarks"][key] = run_one(key, module, quick if args.quick else full)
         report["total_seconds"] = round(time.perf_counter() - t0, 1)
@@ -161,6 +165,10 @@ def markdown(report: dict) -> str:
         if key in benches:
             lines += ["", *SECTIONS[key](benches[key])]
     lines += ["", *_load_table(benches), ""]
+    if report.get("scale"):
+        from benchmarks.scale_report import scale_section
+
+        lines += [*scale_section(report["scale"]), ""]
     return "\n".join(lines)
 
 
