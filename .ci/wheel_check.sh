@@ -103,7 +103,44 @@ echo ">> perceptions map --html (the template and Leaflet come from the installe
 "$perceptions" map predictions.csv --html map.html
 grep -q "L.map" map.html && grep -q "Leaflet" map.html && ! grep -q "unpkg.com\|cdn" map.html
 
-# serve (start, /health, stop) gets its check here once it exists.
+echo ">> perceptions serve (pages, static files and the model from the installed package): start, /api/health, stop"
+"$perceptions" serve --images "$fixtures" --votes serve_votes.tsv --port 0 --device cpu >serve.out 2>serve.err &
+serve_pid=$!
+cat >serve_check.py <<'EOF'
+import http.client, json, re, sys, time
+from pathlib import Path
+
+def get(port, path):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+deadline = time.monotonic() + 180
+while True:
+    found = re.search(r"http://127\.0\.0\.1:(\d+)/", Path("serve.out").read_text())
+    try:
+        if found and get(int(found.group(1)), "/api/health") == (200, b'{"status":"ok"}'):
+            break
+    except OSError:
+        pass
+    if "error:" in Path("serve.err").read_text() or time.monotonic() > deadline:
+        sys.exit("perceptions serve did not answer /api/health: " + Path("serve.err").read_text()[-2000:])
+    time.sleep(0.5)
+port = int(found.group(1))
+for page in ("/score", "/vote", "/map", "/static/serve.js"):
+    assert get(port, page)[0] == 200, page
+status, body = get(port, "/api/pair?study=safe")
+pair = json.loads(body)
+assert status == 200 and get(port, pair["left_url"])[0] == 200, body
+print(Path("serve.out").read_text().strip(), "- health, pages, static files, a pair and its image answered")
+EOF
+"$py" serve_check.py || { kill "$serve_pid"; exit 1; }
+kill -INT "$serve_pid"
+wait "$serve_pid" || { cat serve.err; echo "perceptions serve did not stop cleanly on Ctrl-C"; exit 1; }
 
 echo ">> nothing written inside the installed package"
 written=$(find "$site" -newer "$work/started" -type f ! -path '*/__pycache__/*')

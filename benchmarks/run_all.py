@@ -17,6 +17,7 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
+from benchmarks.bench_serve import section as serve_section
 from benchmarks.common import BENCH_DIR, WORK, OutsideLoad, load_average, machine
 
 # (key, module, kwargs of run() for the full set, kwargs for --quick), in the order they run: the one-process
@@ -30,6 +31,7 @@ BENCHES = (
     ("scoring", "benchmarks.bench_scoring", {}, {"n_votes": 60_000, "package_votes": 2_000, "end_to_end": False}),
     ("memory", "benchmarks.bench_memory", {}, {"quick": True}),
     ("time_to_quality", "benchmarks.bench_time_to_quality", {}, {"quick": True}),
+    ("serve", "benchmarks.bench_serve", {}, {"quick": True}),
 )
 
 
@@ -118,7 +120,7 @@ def write(report: dict, out: Path) -> None:
 # ------------------------------------------------------------------------------------------------ RESULTS.md
 
 NUMBERED = ("train_pipeline", "predict", "loading", "frozen", "scoring", "time_to_quality", "memory",
-            "large_images")
+            "large_images", "serve")
 BUSY_SHARE = 0.15  # outside CPU share above which a bench's absolute figures are flagged as contaminated
 
 
@@ -428,7 +430,8 @@ def _section_large_images(b: dict) -> list[str]:
 
 SECTIONS = {"train_pipeline": _section_train, "predict": _section_predict, "loading": _section_loading,
             "frozen": _section_frozen, "scoring": _section_scoring, "time_to_quality": _section_quality,
-            "memory": _section_memory, "large_images": _section_large_images}
+            "memory": _section_memory, "large_images": _section_large_images,
+            "serve": serve_section}
 
 
 if __name__ == "__main__":

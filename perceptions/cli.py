@@ -18,7 +18,7 @@ from perceptions.version import __version__
 
 # Order is the order of the flow, as shown by `perceptions --help`.
 COMMANDS = ("synth", "download", "score", "check", "train", "evaluate", "predict", "aggregate", "explain", "map",
-            "demo")
+            "serve", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

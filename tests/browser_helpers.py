@@ -1,8 +1,9 @@
 """A real headless browser for the HTML map tests and the README screenshot: Debian's `chromium` driven by its
 `chromium-driver` through Selenium (never a browser downloaded at run time; `.ci/run` installs both with apt).
 
-Hermetic: a fresh profile, no background networking, and every host name resolves to nothing, so a map that
-would fetch OpenStreetMap tiles fetches none and must draw without them.
+Hermetic: a fresh profile, no background networking, and every host name but the loopback address (where the
+tests' own server listens) resolves to nothing, so a map that would fetch OpenStreetMap tiles fetches none and
+must draw without them.
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def chromium(width: int = 1000, height: int = 700):
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
                  f"--user-data-dir={profile}", f"--window-size={width},{height}",
-                 "--host-resolver-rules=MAP * ~NOTFOUND"):
+                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
     try:

@@ -83,13 +83,20 @@ def draw_margin(params: TrueSkillParams = PLACE_PULSE_TRUESKILL) -> float:
     return _ppf((params.draw_probability + 1) / 2.) * math.sqrt(2) * params.beta
 
 
-def trueskill_ratings(left, right, choice, n_items: int, params: TrueSkillParams = PLACE_PULSE_TRUESKILL):
+def trueskill_ratings(left, right, choice, n_items: int, params: TrueSkillParams = PLACE_PULSE_TRUESKILL,
+                      start=None):
     """Sequential TrueSkill over votes in the given order; returns (mu, sigma) arrays of length n_items.
 
-    left, right: item indices; choice: 0 left won, 1 right won, 2 equal.
+    left, right: item indices; choice: 0 left won, 1 right won, 2 equal. start: optional (mu, sigma) arrays
+    of length n_items to continue from (the state after earlier votes) instead of the prior, so one vote can
+    update a running state (perceptions.data.pairs) with exactly this math.
     """
-    mu = [float(params.mu)] * n_items
-    var = [float(params.sigma) ** 2] * n_items
+    if start is None:
+        mu = [float(params.mu)] * n_items
+        var = [float(params.sigma) ** 2] * n_items
+    else:
+        mu = [float(m) for m in start[0]]
+        var = [float(s) ** 2 for s in start[1]]
     tau2 = params.tau ** 2
     two_beta2 = 2 * params.beta ** 2
     margin = draw_margin(params)
