@@ -271,3 +271,19 @@ def test_the_command_stops_with_one_line(tmp_path, tiny_city, capsys):
     line = address_line("0.0.0.0", 8000, "t/k", generated=True)
     assert line.startswith("perceptions serve: http://0.0.0.0:8000/?token=t%2Fk (Score, Map, Vote); vote page: "
                            "http://0.0.0.0:8000/vote?token=t%2Fk")
+
+
+def test_served_map_links_back_to_the_other_pages_carrying_the_token():
+    from pathlib import Path
+
+    import perceptions.places
+    from perceptions.serve.pages import with_nav
+
+    # The bar goes after the map template's plain <body> tag: the real template must have one.
+    template = Path(perceptions.places.__file__).with_name("templates") / "map.html"
+    assert template.read_text().count("<body>") == 1
+    page = "<html><body><div id=map></div></body></html>"
+    served = with_nav(page, 'a&b"<')
+    assert served.count("<body>") == 1 and served.index("<nav") > served.index("<body>")
+    assert 'href="/score?token=a%26b%22%3C"' in served and 'href="/vote?token=a%26b%22%3C"' in served
+    assert 'href="/score"' in with_nav(page, "")

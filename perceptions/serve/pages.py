@@ -69,5 +69,19 @@ def vote_page(request: Request):
 def map_view(request: Request):
     serve = request.app.state.serve
     if serve.map_html is not None:
-        return HTMLResponse(serve.map_html)
+        return HTMLResponse(with_nav(serve.map_html, serve.token or ""))
     return _render(request, "map_missing.html", "Map - perceptions")
+
+
+def with_nav(map_html: str, token: str) -> str:
+    """The map file as `map --html` writes it, with a small bar of links back to the other pages: the file is
+    self-contained for sharing, the served copy is one page of the app."""
+    from html import escape
+    from urllib.parse import quote
+
+    q = escape(f"?token={quote(token, safe='')}") if token else ""
+    nav = ('<nav aria-label="pages" style="position:fixed;z-index:2000;bottom:12px;left:12px;padding:4px 10px;'
+           'border-radius:4px;background:#1f2933;font:14px system-ui,sans-serif">'
+           f'<a style="color:#fff" href="/score{q}">Score</a> <span style="color:#9aa5b1">&middot; Map &middot;</span> '
+           f'<a style="color:#fff" href="/vote{q}">Vote</a></nav>')
+    return map_html.replace("<body>", "<body>" + nav, 1)
