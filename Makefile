@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-scale wheel venv clean-venv
+.PHONY: demo test bench bench-scale gpu-check wheel venv clean-venv
 
 venv: $(STAMP)
 
@@ -32,6 +32,12 @@ bench: $(STAMP)
 # Pulse-sized synthetic city (110,988 images, ~1.17M votes) and on a tenth of it; adds to RESULTS.md.
 bench-scale: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_scale
+
+# On a machine with a CUDA GPU, under 8 minutes: the CUDA tests, benchmarks/bench_gpu.py and `train` under torchrun
+# on one GPU (plain and in an NCCL group); logs, figures and summary.txt in benchmarks/_work/gpu_check/. Without
+# CUDA: syntax checks and one line. No $(STAMP): the script builds the venv itself unless a CUDA torch exists.
+gpu-check:
+	bash benchmarks/gpu_check.sh
 
 # The sdist and the wheel (carrying the shipped model/) in dist/; .ci/wheel_check.sh checks the installed wheel.
 wheel: $(STAMP)
