@@ -20,6 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="test", choices=(*SPLIT_NAMES, "all"),
                         help="images to score: the split held out in training (rebuilt from the package), "
                              "or all labelled images")
+    parser.add_argument("--compare-model", metavar="PKG",
+                        help="a second model package (e.g. the base model a --init-model run started from) scored "
+                        "on the same images: prints both models' pairwise accuracy on the same held-out votes "
+                        "(both images in --model's --split; ties excluded) with the difference and a paired "
+                        "bootstrap 95%% interval; --json then gains a \"compare\" entry")
     parser.add_argument("--json", metavar="FILE", help="also write the metrics as {study: {metric: value}}")
     parser.add_argument("--predictions", metavar="FILE",
                         help="also write the scored images, one row each: path, lat, lon, location_id, city, "
@@ -36,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from perceptions.evaluate.report import format_table
-    from perceptions.evaluate.run import evaluate_model_details
+    from perceptions.evaluate.compare import format_comparison
+    from perceptions.evaluate.run import compare_models, evaluate_model_details
     from perceptions.files import write_json
     from perceptions.predict.writers import output_format, write_table
 
@@ -52,16 +58,26 @@ def run(args) -> int:
                  if p.exists()]
         if taken:
             raise PerceptionsError(f"{taken[0]} exists; pass --overwrite to replace it")
-    result = evaluate_model_details(args.model, args.data, split=args.split, batch_size=args.batch_size,
-                                    device=args.device, num_workers=args.workers, plots_dir=args.plots,
-                                    progress=args.progress)
+    options = dict(split=args.split, batch_size=args.batch_size, device=args.device, num_workers=args.workers,
+                   plots_dir=args.plots, progress=args.progress)
+    compare = None
+    if getattr(args, "compare_model", None):
+        result, compare = compare_models(args.model, args.compare_model, args.data, **options)
+    else:
+        result = evaluate_model_details(args.model, args.data, **options)
     for note in result.notes:
         print(f"note: {note}")
     print(f"{result.split} split: {result.n_images} images\n")
     print(format_table(result.metrics, legend=True))
+    if compare is not None:
+        print(f"\npairwise accuracy on the same held-out votes (ties excluded): --compare-model "
+              f"{args.compare_model} against --model {args.model or 'the default model'}\n")
+        print(format_comparison(compare, "model", "compare-model"))
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        write_json(json_path, result.metrics)
+        write_json(json_path, result.metrics if compare is None else
+                   {**result.metrics, "compare": {"model": args.model, "compare_model": args.compare_model,
+                                                  "split": result.split, "pairwise": compare}})
         print(f"\nmetrics written to {json_path}")
     if predictions_path:
         predictions_path.parent.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,8 @@
   out/votes.tsv      site-export votes: _id, choice, left, right, study_id, timestamp, voter_uniqueid
   out/qscores.tsv    TrueSkill scores of those votes, computed by perceptions.data.scoring (PP2 layout)
   out/truth.csv      location_id, city, neighbourhood, lat, lon, light, the attributes, one column per study
+  out/city.json      how the city was made: its arguments, the crowd and any voter subgroup, the vote summary
+  out/voters.csv     voter_uniqueid, crowd: only with a voter subgroup (see perceptions/data/crowds.py)
 
 Places. Each city has a profile of three neighbourhood factors, affluence A, density D and neglect N (its
 neighbourhoods scatter around it), and its own odds of day, dusk, night and fog. A neighbourhood turns its
@@ -36,6 +38,9 @@ grey without green, worst in gloom. The weights lean on what shows well at 224 p
 facades, roads, shop fronts) and less on small things (cars, single people).
 and the true value is (raw - centre) / scale (fixed constants in _TRUTH_SCALE, which put the default city
 near mean 0, sd 1) plus idiosyncratic noise N(0, 0.2^2), something about the place no attribute captures.
+These are the default crowd's formulas; `crowd="local"` swaps some weights for those of a crowd that weighs the
+scene differently (green counts against safe, people and light count more, towers are admired; the full table
+is in perceptions/data/crowds.py) and `subgroup`/`subgroup_share` let a share of the voters judge as another crowd.
 
 Votes. For each study, every image appears `votes_per_image` times (3 or 4 times for 3.5, Place Pulse's
 density): pairs come from shuffled copies of the image list. A careful voter sees the true difference plus
@@ -54,16 +59,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from perceptions.data import crowds
 from perceptions.data.scene_canvas import LIGHTS
-from perceptions.data.synthetic_scene import draw_scene
 from perceptions.errors import PerceptionsError
-from perceptions.files import atomic_path
-from perceptions.progress import Progress
+from perceptions.files import atomic_path, write_json
 from perceptions.studies import STUDY_NAMES, study
 
 ATTRIBUTES = ("green", "height", "decay", "graffiti", "litter", "road_width", "road_damage", "cars", "people",
               "shops", "colour")
-TIE_SHARE = 0.13
+TIE_SHARE = crowds.TIE_SHARE
 NEIGHBOURHOODS_PER_CITY = 6
 JPEG_QUALITY = 90
 
@@ -142,8 +146,9 @@ def sample_places(n_images: int, n_cities: int, seed: int) -> pd.DataFrame:
     return places
 
 
-def raw_perceptions(places: pd.DataFrame) -> pd.DataFrame:
-    """The six study functions of the module docstring, before centring, scaling and idiosyncrasy."""
+def raw_perceptions(places: pd.DataFrame, crowd: str = "default") -> pd.DataFrame:
+    """The six study functions of the module docstring (with a crowd's changes, crowds.py), before centring,
+    scaling and idiosyncrasy."""
     x = {a: places[a].to_numpy(float) - 0.5 for a in ATTRIBUTES}
     dark = places["light"].map(_DARK).to_numpy(float)
     gloom = places["light"].map(_GLOOM).to_numpy(float)
@@ -167,17 +172,20 @@ def raw_perceptions(places: pd.DataFrame) -> pd.DataFrame:
         "depressing": 0.9 * x["decay"] + 0.9 * x["litter"] + 0.3 * x["graffiti"] - 1.0 * x["green"]
         - 0.4 * x["colour"] - 0.3 * x["people"] + 0.5 * x["height"] + 0.6 * gloom + 1.0 * gloom * x["decay"],
     }
+    raw = crowds.adjust(raw, crowd, x, dark, gloom)
     return pd.DataFrame(raw, index=places.index)[list(STUDY_NAMES)]
 
 
-def true_perceptions(places: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """The true value of each study per place: scaled study function plus idiosyncratic noise."""
+def true_perceptions(places: pd.DataFrame, seed: int, crowd: str = "default") -> pd.DataFrame:
+    """The true value of each study per place: scaled study function plus idiosyncratic noise (the same noise
+    for every crowd: it belongs to the place)."""
     rng = np.random.default_rng([seed, 1])
-    raw = raw_perceptions(places)
+    raw = raw_perceptions(places, crowd)
     noise = rng.normal(0, _IDIOSYNCRASY, raw.shape)
     truth = pd.DataFrame(index=places.index)
+    scales = _TRUTH_SCALE if crowd == "default" else crowds.TRUTH_SCALES[crowd]
     for j, name in enumerate(STUDY_NAMES):
-        centre, scale = _TRUTH_SCALE[name]
+        centre, scale = scales[name]
         truth[name] = ((raw[name] - centre) / scale + noise[:, j]).round(4)
     return truth
 
@@ -210,10 +218,13 @@ def _pairs(n_images: int, appearances: float, rng) -> tuple[np.ndarray, np.ndarr
 
 
 def simulate_votes(location_ids, truth: pd.DataFrame, votes_per_image: float, seed: int,
-                   crowd_noise: float = 0.6, careless_share: float = 0.04) -> pd.DataFrame:
+                   crowd_noise: float = 0.6, careless_share: float = 0.04, subgroup_truth=None,
+                   subgroup_share: float = 0.0) -> pd.DataFrame:
     """Crowd votes for all six studies in the Place Pulse site-export layout, ordered by timestamp.
 
-    votes_per_image: appearances of each image per study; a fraction such as 3.5 means 3 or 4 (see _pairs)."""
+    votes_per_image: appearances of each image per study; a fraction such as 3.5 means 3 or 4 (see _pairs).
+    subgroup_truth: another crowd's truth (rows as `truth`); a share `subgroup_share` of the voters answer from
+    it instead (same pairs, same perception noise), and the votes gain a `crowd` column: "main" or "subgroup"."""
     rng = np.random.default_rng([seed, 2])
     ids = np.asarray(location_ids, dtype=object)
     n = len(ids)
@@ -221,35 +232,38 @@ def simulate_votes(location_ids, truth: pd.DataFrame, votes_per_image: float, se
     for name in STUDY_NAMES:
         t = truth[name].to_numpy(float)
         left, right = _pairs(n, votes_per_image, rng)
-        perceived = t[left] - t[right] + rng.normal(0, crowd_noise, len(left))
-        # Margin for 13% ties among careful votes, from the spread of perceived differences.
-        margin = _normal_quantile(0.5 + TIE_SHARE / 2) * math.sqrt(2 * t.var() + crowd_noise ** 2)
-        choice = np.where(np.abs(perceived) < margin, "equal", np.where(perceived > 0, "left", "right"))
-        frames.append(pd.DataFrame({"left": ids[left], "right": ids[right], "choice": choice,
-                                    "study_id": study(name).study_id}))
+        noise = rng.normal(0, crowd_noise, len(left))
+        choice = crowds.careful_choices(t[left] - t[right] + noise, crowds.tie_margin(t, crowd_noise))
+        frame = pd.DataFrame({"left": ids[left], "right": ids[right], "choice": choice,
+                              "study_id": study(name).study_id})
+        if subgroup_truth is not None:
+            s = subgroup_truth[name].to_numpy(float)
+            frame["other"] = crowds.careful_choices(s[left] - s[right] + noise, crowds.tie_margin(s, crowd_noise))
+        frames.append(frame)
     votes = pd.concat(frames, ignore_index=True)
     m = len(votes)
     n_voters = max(10, m // 15)  # PP2: ~15 votes per volunteer
     careless = rng.random(n_voters) < careless_share
     voter = rng.integers(n_voters, size=m)
+    if subgroup_truth is not None:
+        member = crowds.subgroup_voters(n_voters, subgroup_share, seed)[voter]
+        votes["choice"] = np.where(member, votes.pop("other"), votes["choice"])
     sloppy = careless[voter]
-    random_choice = np.asarray(["left", "right", "equal"], dtype=object)[
-        rng.choice(3, size=m, p=[(1 - TIE_SHARE) / 2, (1 - TIE_SHARE) / 2, TIE_SHARE])]
+    random_choice = crowds.careless_choices(rng, m)
     votes["choice"] = np.where(sloppy, random_choice, votes["choice"].to_numpy(dtype=object))
     voter_ids = np.array([rng.bytes(16).hex() for _ in range(n_voters)], dtype=object)
     votes["voter_uniqueid"] = voter_ids[voter]
+    columns = ["_id", "choice", "left", "right", "study_id", "timestamp", "voter_uniqueid"]
+    if subgroup_truth is not None:
+        votes["crowd"] = np.where(member, "subgroup", "main")
+        columns.append("crowd")
     # Seconds over 2013-06..2014-12, as the site collected them; sorted, so file order is time order.
     start = np.datetime64("2013-06-01T00:00:00")
     seconds = np.sort(rng.choice(int(5.0e7), size=m, replace=False))
     votes = votes.iloc[rng.permutation(m)].reset_index(drop=True)
     votes["timestamp"] = pd.to_datetime(start + seconds.astype("timedelta64[s]")).strftime("%Y-%m-%d %H:%M:%S")
     votes["_id"] = [rng.bytes(12).hex() for _ in range(m)]
-    return votes[["_id", "choice", "left", "right", "study_id", "timestamp", "voter_uniqueid"]]
-
-
-def _normal_quantile(p: float) -> float:
-    from scipy.stats import norm
-    return float(norm.ppf(p))
+    return votes[columns]
 
 
 # ---------------------------------------------------------------------------------------------- the city
@@ -296,19 +310,14 @@ def _clear_previous(out: Path) -> None:
                                    "by hand") from None
         for row in previous.itertuples(index=False):
             (out / "images" / image_name(row)).unlink(missing_ok=True)
-    for name in ("votes.tsv", "qscores.tsv", "truth.csv"):
+    for name in ("votes.tsv", "qscores.tsv", "truth.csv", "city.json", "voters.csv"):
         (out / name).unlink(missing_ok=True)
 
 
 def write_images(places: pd.DataFrame, folder: Path, seed: int, progress: bool | None = None) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    with Progress(len(places), "drawing scenes", unit="img", enabled=progress) as bar:
-        for i, row in enumerate(places.itertuples(index=False)):
-            attrs = {a: getattr(row, a) for a in ATTRIBUTES}
-            attrs["light"] = row.light
-            image = draw_scene(attrs, np.random.default_rng([seed, 3, i]))
-            image.save(folder / image_name(row), "JPEG", quality=JPEG_QUALITY)
-            bar.update(1)
+    from perceptions.data.synthetic_draw import draw_images, scene_rows
+
+    draw_images(scene_rows(places, ATTRIBUTES, image_name), folder, seed, JPEG_QUALITY, progress=progress)
 
 
 def label_ceiling(qscores: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
@@ -331,7 +340,8 @@ def _votes_number(votes_per_image) -> int | float:
 
 def generate_city(out, n_images: int = 3000, n_cities: int = 4, votes_per_image: float = 6, seed: int = 0,
                   overwrite: bool = False, crowd_noise: float = 0.6, careless_share: float = 0.04,
-                  progress: bool | None = None) -> dict:
+                  progress: bool | None = None, crowd: str = "default", subgroup: str | None = None,
+                  subgroup_share: float = 0.0) -> dict:
     """Write a synthetic city in PP2 formats to `out` (see the module docstring); return a summary."""
     from perceptions.data.placepulse import write_qscores
     from perceptions.data.scoring import score_votes
@@ -342,29 +352,47 @@ def generate_city(out, n_images: int = 3000, n_cities: int = 4, votes_per_image:
         raise PerceptionsError(f"--crowd-noise must be 0 or more, got {crowd_noise}")
     if not 0 <= careless_share <= 1:
         raise PerceptionsError(f"the share of careless voters must be within 0..1, got {careless_share}")
+    crowds.check_crowd(crowd)
+    if subgroup is not None and crowds.check_crowd(subgroup, "--subgroup") == crowd:
+        raise PerceptionsError(f"--subgroup {subgroup} is the main crowd (--crowd) already; choose another crowd")
+    if not 0 <= subgroup_share <= 1:
+        raise PerceptionsError(f"--subgroup-share must be within 0..1, got {subgroup_share}")
     started = time.perf_counter()
     if out.is_dir():
         _clear_previous(out)
     out.mkdir(parents=True, exist_ok=True)
     places = sample_places(int(n_images), int(n_cities), int(seed))
-    truth = pd.concat([places, true_perceptions(places, int(seed))], axis=1)
+    truth = pd.concat([places, true_perceptions(places, int(seed), crowd)], axis=1)
     # truth.csv first: it names the images, so a run cut short can still be replaced with --overwrite.
     with atomic_path(out / "truth.csv") as tmp:
         truth.to_csv(tmp, index=False, float_format="%.6f")
     write_images(places, out / "images", int(seed), progress)
     images_done = time.perf_counter()
 
+    other = None if subgroup is None else true_perceptions(places, int(seed), subgroup)
     votes = simulate_votes(places["location_id"], truth, _votes_number(votes_per_image), int(seed), crowd_noise,
-                           careless_share)
+                           careless_share, other, float(subgroup_share))
+    if other is not None:
+        voters = votes[["voter_uniqueid", "crowd"]].drop_duplicates("voter_uniqueid").sort_values("voter_uniqueid")
+        with atomic_path(out / "voters.csv") as tmp:
+            voters.replace({"crowd": {"main": crowd, "subgroup": subgroup}}).to_csv(tmp, index=False)
+        votes = votes.drop(columns="crowd")
     with atomic_path(out / "votes.tsv") as tmp:
         votes.to_csv(tmp, sep="\t", index=False)
     named = votes.assign(study=votes["study_id"].map(lambda s: study(s).name))
     qscores = score_votes(named, "trueskill")
     write_qscores(qscores, out / "qscores.tsv")
-    return {
+    summary = {
         "out": str(out), "images": int(n_images), "cities": list(pd.unique(places["city"])),
         "votes": len(votes), "votes_per_image": _votes_number(votes_per_image),
         "tie_share": round(float((votes["choice"] == "equal").mean()), 4),
         "spearman_trueskill_truth": label_ceiling(qscores, truth),
-        "seconds_images": round(images_done - started, 1), "seconds": round(time.perf_counter() - started, 1),
     }
+    # city.json holds no times, so the same arguments still give byte-identical files.
+    write_json(out / "city.json", {
+        "seed": int(seed), "crowd": crowd, "subgroup": subgroup,
+        "subgroup_share": float(subgroup_share) if subgroup else 0.0, "subgroup_voters": None if other is None
+        else int((voters["crowd"] == "subgroup").sum()), "crowd_noise": float(crowd_noise),
+        "careless_share": float(careless_share), **{k: v for k, v in summary.items() if k != "out"}})
+    return {**summary, "crowd": crowd, "subgroup": subgroup, "subgroup_share": float(subgroup_share),
+            "seconds_images": round(images_done - started, 1), "seconds": round(time.perf_counter() - started, 1)}

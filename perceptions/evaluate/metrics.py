@@ -310,9 +310,14 @@ def fit_crowd_noise(design: VoteDesign, rng, draws: int = 2, refine: int = 16) -
     curve = np.array([np.mean([concordance(g) for _ in range(draws)]) for g in grid])
     curve = np.minimum.accumulate(curve)  # more noise, less concordance: force it monotone
     first = float(np.interp(observed, curve[::-1], grid[::-1]))
+    if not np.isfinite(first):  # a sparse design whose simulated concordance is undefined: cannot tell
+        return float("nan")
     around = first + np.linspace(-0.3, 0.3, refine)
     values = np.array([concordance(g) for g in around])
-    slope, intercept = np.polyfit(around, values, 1)
+    defined = np.isfinite(values)
+    if defined.sum() < 2:
+        return float(np.exp(first))
+    slope, intercept = np.polyfit(around[defined], values[defined], 1)
     best = (observed - intercept) / slope if slope < 0 else first
     return float(np.exp(np.clip(best, max(lo, first - 0.6), min(hi, first + 0.6))))
 

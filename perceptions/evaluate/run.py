@@ -116,3 +116,31 @@ def evaluate_model(model_dir, data_dir, split: str = "test", batch_size: int = 6
     return evaluate_model_details(model_dir, data_dir, split=split, batch_size=batch_size, device=device,
                                   num_workers=num_workers, plots_dir=plots_dir, progress=progress,
                                   ceiling_splits=ceiling_splits, seed=seed).metrics
+
+
+def compare_models(model_dir, compare_dir, data_dir, split: str = "test", batch_size: int = 64,
+                   device: str = "cpu", num_workers: int | None = None, plots_dir=None, progress: bool = True,
+                   seed: int = 0) -> tuple[Evaluation, dict]:
+    """(the Evaluation of `model_dir`, compare.compare_pairwise of it against `compare_dir` on the same images
+    and votes, over the studies both models have). The images are `split` by model_dir's recorded split; the
+    folder must hold votes."""
+    from perceptions.data.folder import VOTE_FILES
+    from perceptions.data.placepulse import read_votes
+    from perceptions.evaluate.compare import compare_pairwise
+    from perceptions.predict.model import load_model
+    from perceptions.predict.pipeline import predict_paths
+
+    votes_path = next((Path(data_dir) / f for f in VOTE_FILES if (Path(data_dir) / f).is_file()), None)
+    if votes_path is None:
+        raise PerceptionsError(f"--compare-model compares pairwise accuracy on votes, and {data_dir} has no "
+                               f"{' or '.join(VOTE_FILES)}")
+    other = load_model(compare_dir, device=device)  # a bad package fails before the long evaluation
+    result = evaluate_model_details(model_dir, data_dir, split=split, batch_size=batch_size, device=device,
+                                    num_workers=num_workers, plots_dir=plots_dir, progress=progress, seed=seed)
+    other_pred, _ = predict_paths(other, result.predictions["path"].tolist(), batch_size=batch_size,
+                                  num_workers=num_workers, progress=progress)
+    studies = [s for s in result.metrics if s != "mean" and s in other.studies]
+    if not studies:
+        raise PerceptionsError(f"--compare-model {compare_dir} predicts {', '.join(other.studies)}: no study in "
+                               "common with --model")
+    return result, compare_pairwise(result.predictions, other_pred, read_votes(votes_path), studies, seed)
