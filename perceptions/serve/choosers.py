@@ -39,13 +39,15 @@ class StudyPairs:
         for name, chooser in self._choosers.items():
             mine = votes[votes["study"] == name]
             for left, right, choice in zip(mine["left"].tolist(), mine["right"].tolist(), mine["choice"].tolist()):
-                if left in chooser and right in chooser:
+                # Real files hold self-votes (Place Pulse 2.0 has some): counted, never fed to a chooser.
+                if left in chooser and right in chooser and left != right:
                     chooser.add_vote(left, right, choice)
                     replayed += 1
                 else:
                     skipped += 1
         if skipped:
-            log.info("%d earlier vote(s) name images that are not in --images: counted, not used to choose pairs",
+            log.info("%d earlier vote(s) name images that are not in --images, or one image twice: counted, not "
+                     "used to choose pairs",
                      skipped)
         return replayed, skipped
 

@@ -139,13 +139,15 @@ def plot_curves(run_dir, rows: list[dict], monitor: str) -> Path | None:
         if key in rows[0]:
             ax.plot(epochs, [r.get(key, math.nan) for r in rows], marker="o", label=key)
     ax.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:  # a run without validation has nothing to label
+        ax.legend()
     ax = fig.add_subplot(1, 2, 2)
     for key in dict.fromkeys(["val_spearman", "val_within1", monitor]):
         if key in rows[0] and key != "val_loss":
             ax.plot(epochs, [r.get(key, math.nan) for r in rows], marker="o", label=key)
     ax.set(xlabel="epoch", title="validation")
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:  # a run without validation has nothing to label
+        ax.legend()
     path = Path(run_dir) / "curves.png"
     fig.savefig(path, dpi=100)
     return path
