@@ -70,24 +70,29 @@ def newest_run(runs: Path) -> Path:
     return found[-1]
 
 
+def draw_city(n: int, out: Path, reuse: bool) -> dict:
+    """The synth stage: the city drawn once and kept, with its measurement, when `reuse`."""
+    city, marker = out / f"city_{n}", out / f"city_{n}.synth.json"
+    if reuse and marker.is_file() and (city / "qscores.tsv").is_file():
+        return {**json.loads(marker.read_text()), "reused": True}
+    if city.exists():
+        shutil.rmtree(city)
+    cmd = [sys.executable, "-m", "perceptions", "synth", "--out", str(city), "--images", str(n),
+           "--votes-per-image", str(VOTES_PER_IMAGE), "--no-progress"]
+    print(f"[scale {n}] synth ...", flush=True)
+    result = _measured(cmd, out / f"city_{n}.synth.log")
+    marker.write_text(json.dumps(result))
+    return result
+
+
 def run_size(n: int, out: Path, reuse: bool) -> dict:
-    """Every stage at one size; the city is drawn once and kept (with its timing) when `reuse`."""
+    """Every stage at one size (the city drawn earlier is reused when `reuse`)."""
     city, work = out / f"city_{n}", out / f"work_{n}"
     logs = work / "logs"
-    marker = out / f"city_{n}.synth.json"
     if work.exists():
         shutil.rmtree(work)
     logs.mkdir(parents=True)
-    stages = {}
-    if reuse and marker.is_file() and (city / "qscores.tsv").is_file():
-        stages["synth"] = {**json.loads(marker.read_text()), "reused": True}
-    else:
-        if city.exists():
-            shutil.rmtree(city)
-        cmd = [sys.executable, "-m", "perceptions", "synth", "--out", str(city), "--images", str(n),
-               "--votes-per-image", str(VOTES_PER_IMAGE), "--no-progress"]
-        stages["synth"] = _measured(cmd, logs / "synth.log")
-        marker.write_text(json.dumps(stages["synth"]))
+    stages = {"synth": draw_city(n, out, reuse)}
     commands = stage_commands(city, work, lambda: newest_run(work / "runs"))
     for name, cmd in commands.items():
         print(f"[scale {n}] {name} ...", flush=True)
@@ -150,6 +155,7 @@ def main(argv=None) -> int:
                         help="two image counts, small then large (default: a tenth of Place Pulse, then all)")
     parser.add_argument("--out", default=None, help="results folder (default: benchmarks/, the cities in _work/)")
     parser.add_argument("--no-reuse", action="store_true", help="redraw cities even when already drawn")
+    parser.add_argument("--draw-only", action="store_true", help="only draw the cities (kept for a later run)")
     parser.add_argument("--steps-only", metavar="CITY", help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, default=FINETUNE_STEPS, help=argparse.SUPPRESS)
     parser.add_argument("--json", help=argparse.SUPPRESS)
@@ -161,6 +167,10 @@ def main(argv=None) -> int:
     results_dir = Path(args.out) if args.out else BENCH_DIR
     cities = WORK / "scale" if args.out is None else Path(args.out)
     cities.mkdir(parents=True, exist_ok=True)
+    if args.draw_only:
+        for n in sizes:
+            draw_city(n, cities, reuse=not args.no_reuse)
+        return 0
     fixed = peak_rss([sys.executable, "-c", "import torch, timm, perceptions.predict.job"])["maxrss_mb"]
     report = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
               "load_average_start": load_average(), "fixed_mb": fixed, "sizes": {}}

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from perceptions.data.images import ImageError, open_rgb
+from perceptions.data.images import ImageError, load_rgb
 
 # Vote outcomes as the target probability that the left image wins (the ranking loss's target).
 OUTCOME_TARGET = {"left": 1.0, "right": 0.0, "equal": 0.5}
@@ -36,7 +36,7 @@ class ImageScores(Dataset):
 
     def __getitem__(self, i: int):
         try:
-            image = self.transform(open_rgb(self.paths[i], min_side=self.min_side))
+            image = self.transform(load_rgb(self.paths[i], min_side=self.min_side))
             return image, self.targets[i], True
         except ImageError:
             blank = torch.zeros(3, self.input_size, self.input_size)

@@ -1,7 +1,8 @@
 """Robust image reading and the train/eval transform presets (side by side, as in torchvision's references).
 
 `open_rgb` turns whatever a user's folder holds (EXIF-rotated phone photos, PNGs with alpha, 16-bit or CMYK
-files, 100-megapixel panoramas) into a plain 8-bit RGB PIL image, or raises `ImageError` naming the file.
+files, 100-megapixel panoramas) into a plain 8-bit RGB PIL image, or raises `ImageError` naming the file;
+`load_rgb`, for data loaders, gives the same pixels, a plain JPEG straight as a uint8 tensor.
 `Preprocess` is the preprocessing that belongs to a backbone's weights; it travels inside the model package.
 """
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from perceptions.errors import DataError, PerceptionsError
 
@@ -44,11 +45,21 @@ class CropTooLarge(ImageError):
 
 
 def open_rgb(path, max_pixels: int = MAX_PIXELS, min_side: int | None = None) -> Image.Image:
-    """Read `path` as an upright 8-bit RGB image.
+    """Read `path` as an upright 8-bit RGB image. min_side: the shortest side the caller needs; a JPEG much larger
+    than that is decoded at a reduced scale (JPEG DCT scaling, `Image.draft`), which keeps both sides >= min_side.
+    None: only reduce very large JPEGs."""
+    return _read(path, max_pixels, min_side, as_tensor=False)
 
-    min_side: the shortest side the caller needs; a JPEG much larger than that is decoded at a reduced scale
-    (JPEG DCT scaling, `Image.draft`), which keeps both sides >= min_side. None: only reduce very large JPEGs.
-    """
+
+def load_rgb(path, max_pixels: int = MAX_PIXELS, min_side: int | None = None):
+    """open_rgb for data loaders: the same pixels, but a JPEG decoded at full scale (no reduction, no EXIF turn,
+    RGB or gray) comes back as a uint8 (3, H, W) tensor, decoded by torchvision's libjpeg-turbo straight into the
+    (H, W, 3) memory the resize kernels read: no PIL image, no copy out of PIL's 4-bytes-a-pixel storage (a third
+    of a 400x300 photo's decoding time). Other files come as open_rgb's PIL image; the transforms take either."""
+    return _read(path, max_pixels, min_side, as_tensor=True)
+
+
+def _read(path, max_pixels: int, min_side: int | None, as_tensor: bool):
     path = Path(path)
     try:
         if path.stat().st_size == 0:
@@ -61,14 +72,18 @@ def open_rgb(path, max_pixels: int = MAX_PIXELS, min_side: int | None = None) ->
         raise ImageError(path, "is a folder, not an image")
     try:
         with warnings.catch_warnings():
-            # Our own max_pixels check below replaces PIL's warning for 89..179 MP images.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the max_pixels check below says it
             with Image.open(path) as img:
                 width, height = img.size
                 if width * height > max_pixels:
                     raise ImageError(path, f"{width}x{height} pixels is more than the limit of {max_pixels:,} "
                                            "(refused as a possible decompression bomb)")
-                _draft(img, min_side)
+                target = _draft_target(img.size, min_side) if img.format == "JPEG" else None
+                if as_tensor and img.format == "JPEG" and target is None and img.mode in ("RGB", "L") and \
+                        _orientation(img) in (1, None) and (pixels := _decode_jpeg(img.fp)) is not None:
+                    return pixels
+                if target is not None:  # CMYK and gray JPEGs keep their own mode; only the scale is requested
+                    img.draft(img.mode if img.mode in ("L", "CMYK") else "RGB", target)
                 img.load()
                 rgb = _to_rgb(_upright(img))
                 rgb.info[SOURCE] = str(path)
@@ -88,34 +103,50 @@ def open_rgb(path, max_pixels: int = MAX_PIXELS, min_side: int | None = None) ->
         raise ImageError(path, f"truncated or corrupt image ({e})") from None
 
 
+def _decode_jpeg(file):
+    """A whole JPEG file -> RGB uint8 (3, H, W) tensor by torchvision's decoder; None if that fails (PIL then
+    decodes it, and words any error as open_rgb does). Called as its operator: `torchvision.io.decode_jpeg`,
+    deprecated for TorchCodec since torchvision 0.29, warns at every call."""
+    try:
+        import torch
+        from torchvision.io import image  # loads torchvision's image operators
+
+        file.seek(0)
+        data = torch.frombuffer(bytearray(file.read()), dtype=torch.uint8)
+        return torch.ops.image.decode_jpeg(data, image.ImageReadMode.RGB.value, False)
+    except Exception:  # noqa: BLE001 - a broken file, or a torchvision without the operator
+        return None
+
+
+def _orientation(img: Image.Image):
+    """The EXIF orientation (1 or None: as stored; -1: the EXIF block cannot be read)."""
+    try:
+        return img.getexif().get(ExifTags.Base.Orientation, 1)
+    except Exception:  # noqa: BLE001 - damaged EXIF blocks are common in the wild
+        return -1
+
+
 def _upright(img: Image.Image) -> Image.Image:
     """Apply the EXIF orientation; a damaged EXIF block (common in the wild) leaves the pixels as stored."""
-    try:
-        return ImageOps.exif_transpose(img)
+    try:  # exif_transpose copies the whole image when there is nothing to turn (most files): not called then
+        return img if _orientation(img) in (1, None, -1) else ImageOps.exif_transpose(img)
     except Exception:  # noqa: BLE001 - the pixels are fine even when the metadata is not
         return img
 
 
-def _draft(img: Image.Image, min_side: int | None) -> None:
-    if img.format != "JPEG":
-        return
-    width, height = img.size
+def _draft_target(size: tuple[int, int], min_side: int | None) -> tuple[int, int] | None:
+    """The size to ask `Image.draft` for, or None when a JPEG of `size` is decoded at full scale."""
+    width, height = size
     if min_side is None:
         # The smallest JPEG reduction (1/2, 1/4, 1/8) that brings the longer side within MAX_DECODE_SIDE;
         # draft picks the strongest reduction that still covers the requested size, so ask for exactly that.
         factor = 1
         while max(width, height) > MAX_DECODE_SIDE * factor and factor < 8:
             factor *= 2
-        if factor == 1:
-            return
-        target = (-(-width // factor), -(-height // factor))
-    else:
-        if min(width, height) < 2 * min_side:
-            return  # no power-of-two reduction is possible
-        # Both sides at least min_side, whatever the EXIF rotation does afterwards.
-        target = (min_side, min_side)
-    # CMYK and grayscale JPEGs keep their own mode; only the scale is requested.
-    img.draft(img.mode if img.mode in ("L", "CMYK") else "RGB", target)
+        return (-(-width // factor), -(-height // factor)) if factor > 1 else None
+    if min(width, height) < 2 * min_side:
+        return None  # no power-of-two reduction is possible
+    return (min_side, min_side)  # both sides at least min_side, whatever the EXIF rotation does afterwards
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -210,43 +241,36 @@ class Preprocess:
 
 
 class CropBottom:
-    """PIL image -> the image without its bottom `pixels` rows (see `crop_bottom`)."""
+    """PIL image (or load_rgb's tensor) -> the image without its bottom `pixels` rows (see `crop_bottom`)."""
 
     def __init__(self, pixels: int):
         self.pixels = int(pixels)
 
-    def __call__(self, img: Image.Image) -> Image.Image:
+    def __call__(self, img):
         return crop_bottom(img, self.pixels)
 
     def __repr__(self):
         return f"{type(self).__name__}({self.pixels})"
 
 
-def crop_bottom(img: Image.Image, pixels: int) -> Image.Image:
+def crop_bottom(img, pixels: int):
     """Cut `pixels` rows, counted in the file's own pixels, off the bottom of an `open_rgb` image: a JPEG decoded
     at a reduced scale loses proportionally fewer rows (rounded up, so no row of the strip is left). Applied once:
-    an image already cropped comes back as it is. Raises CropTooLarge when nothing would be left."""
-    if pixels <= 0 or img.info.get(CROPPED):
+    an image already cropped comes back as it is. A (3, H, W) tensor (`load_rgb` makes one only of a file decoded
+    at full scale) loses exactly `pixels` rows. Raises CropTooLarge when nothing would be left."""
+    pil = isinstance(img, Image.Image)
+    if pixels <= 0 or (pil and img.info.get(CROPPED)):
         return img
-    full_width, full_height = img.info.get(FULL_SIZE) or img.size
+    full_width, full_height = (img.info.get(FULL_SIZE) or img.size) if pil else tuple(img.shape[:-3:-1])
     if pixels >= full_height:
-        raise CropTooLarge(img.info.get(SOURCE, "image"), f"{full_height} px high, not more than the {pixels} px "
-                                                           "that --crop-bottom cuts off its bottom")
+        raise CropTooLarge(img.info.get(SOURCE, "image") if pil else "image", f"{full_height} px high, not more "
+                           f"than the {pixels} px that --crop-bottom cuts off its bottom")
+    if not pil:
+        return img[..., :full_height - pixels, :]
     rows = min(img.height - 1, math.ceil(pixels * img.height / full_height - 1e-9))
     out = img.crop((0, 0, img.width, img.height - rows))
     out.info[FULL_SIZE], out.info[CROPPED] = (full_width, full_height - pixels), True
     return out
-
-
-def _crop_steps(pre: Preprocess) -> list:
-    """The bottom crop as a transform step, or none at all (crop_bottom 0 leaves the transforms as they were)."""
-    return [CropBottom(pre.crop_bottom)] if pre.crop_bottom else []
-
-
-def _interpolation(pre: Preprocess):
-    from torchvision.transforms import InterpolationMode
-
-    return InterpolationMode(pre.interpolation)
 
 
 class NormalizeUint8:
@@ -289,18 +313,58 @@ class NormalizeUint8:
         return f"{type(self).__name__}()"
 
 
+def to_tensor(image):
+    """PIL image -> (3, H, W) uint8 tensor (v2.PILToTensor's); a tensor (from `load_rgb`) as it is."""
+    from torchvision.transforms.v2 import functional as TF
+
+    return TF.pil_to_tensor(image) if isinstance(image, Image.Image) else image
+
+
+class ResizeCrop:
+    """(3, H, W) tensor -> shorter side to `size` (antialiased), centre `crop` x `crop`: v2.Resize(size) +
+    v2.CenterCrop(crop)'s numbers without v2's per-call dispatch (a sixth of a 400x300 JPEG's loading time). What
+    torch resizes natively on a CPU (uint8 bicubic, floats) goes straight to its kernel, the rest via torchvision."""
+
+    def __init__(self, size: int, crop: int, interpolation: str):
+        self.size, self.crop, self.interpolation = size, crop, interpolation
+
+    def __call__(self, image):
+        import torch
+        from torchvision.transforms.v2 import functional as TF
+
+        native = image.ndim == 3 and image.device.type == "cpu" and self.size >= self.crop and (
+            image.dtype == torch.uint8 and self.interpolation == "bicubic"
+            or image.dtype in (torch.float32, torch.float64) and self.interpolation in ("bilinear", "bicubic"))
+        if not native:
+            mode = TF.InterpolationMode(self.interpolation)
+            return TF.center_crop_image(TF.resize_image(image, [self.size], mode, antialias=True), [self.crop])
+        c, h, w = image.shape
+        new_long = int(self.size * max(h, w) / min(h, w))  # torchvision's rule, ties included
+        new_h, new_w = (new_long, self.size) if w <= h else (self.size, new_long)
+        if (new_h, new_w) != (h, w):
+            nchw = image.as_subclass(torch.Tensor).unsqueeze(0)
+            if image.permute(1, 2, 0).is_contiguous():  # (H, W, C) memory: so is the output
+                nchw = nchw.as_strided((1, c, h, w), (c * h * w, *image.stride()))
+            image = torch.nn.functional.interpolate(nchw, size=(new_h, new_w), mode=self.interpolation,
+                                                    align_corners=False, antialias=True)[0]
+        top, left = int(round((new_h - self.crop) / 2.0)), int(round((new_w - self.crop) / 2.0))
+        return image[:, top:top + self.crop, left:left + self.crop]
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.size}, crop={self.crop}, {self.interpolation})"
+
+
 def eval_transform(pre: Preprocess, normalize: bool = True):
-    """PIL RGB -> normalised float tensor (3, S, S): shorter side to input_size/crop_pct, centre crop.
-    normalize=False stops at the uint8 crop, for a loader that normalises whole batches (`NormalizeUint8`)."""
+    """PIL RGB, or a (3, H, W) uint8 tensor from `load_rgb` -> normalised float tensor (3, S, S): shorter side to
+    input_size/crop_pct, centre crop, on uint8 (torch's antialiased kernels are several times faster than PIL's
+    here), floats only at the net's input size. normalize=False stops at the uint8 crop, for a loader that
+    normalises whole batches (`NormalizeUint8`)."""
     from torchvision.transforms import v2
 
-    # Resize and crop on uint8 tensors (torch's vectorised antialiased kernels are several times faster than PIL's
-    # here); convert to float only at the network's input size.
     return v2.Compose([
-        *_crop_steps(pre),
-        v2.PILToTensor(),
-        v2.Resize(pre.resize_size, interpolation=_interpolation(pre), antialias=True),
-        v2.CenterCrop(pre.input_size),
+        *([CropBottom(pre.crop_bottom)] if pre.crop_bottom else []),  # no step at all for 0
+        to_tensor,
+        ResizeCrop(pre.resize_size, pre.input_size, pre.interpolation),
         *([NormalizeUint8(pre.mean, pre.std)] if normalize else []),
     ])
 
@@ -310,9 +374,10 @@ def train_transform(pre: Preprocess):
     from torchvision.transforms import v2
 
     return v2.Compose([
-        *_crop_steps(pre),
-        v2.PILToTensor(),
-        v2.RandomResizedCrop(pre.input_size, scale=(0.6, 1.0), interpolation=_interpolation(pre), antialias=True),
+        *([CropBottom(pre.crop_bottom)] if pre.crop_bottom else []),  # no step at all for 0
+        to_tensor,
+        v2.RandomResizedCrop(pre.input_size, scale=(0.6, 1.0), interpolation=v2.InterpolationMode(pre.interpolation),
+                             antialias=True),
         v2.RandomHorizontalFlip(),
         NormalizeUint8(pre.mean, pre.std),
     ])
@@ -332,10 +397,4 @@ def augmented_transform(pre: Preprocess, augment: str):
         return v2.Compose([v2.RandomHorizontalFlip(), eval_transform(pre)])
     return eval_transform(pre)
 
-
-def load_image_tensor(path, pre: Preprocess, train: bool = False, transform=None):
-    """open_rgb + the matching transform, decoding big JPEGs at a reduced scale first. For one-off use;
-    datasets should build the transform once and pass it in."""
-    transform = transform or (train_transform(pre) if train else eval_transform(pre))
-    return transform(open_rgb(path, min_side=pre.decode_side))
 

@@ -21,8 +21,9 @@ class NetForward(torch.nn.Module):
     context (bf16/fp16 autocast where it pays, plain fp32 elsewhere), the small head in fp32 outside it, since
     bf16 outputs would round scores to ~1/64 steps on the 1..10 scale.
 
-    normalize: applied to uint8 batches (predict's loader hands over uint8 crops and normalises a whole batch
-    at once on the device); float batches are taken as already normalised. A module, so DDP can wrap it.
+    normalize: applied to uint8 batches (predict's loader hands over uint8 crops, channels_last, and they are
+    normalised a whole batch at once on the device: `data.images.NormalizeUint8`); float batches are taken as
+    already normalised. A module, so DDP can wrap it.
     """
 
     def __init__(self, net, precision, normalize=None):
@@ -34,6 +35,8 @@ class NetForward(torch.nn.Module):
         if x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         if x.dtype == torch.uint8:
+            if self.normalize is None:
+                raise TypeError("NetForward got uint8 images but no `normalize` (the model's mean and std)")
             x = self.normalize(x)
         with self.precision.context():
             return self.net.features(x).float()

@@ -1,9 +1,9 @@
 """The predict pipeline: image paths (or in-memory PIL images) -> batches -> rows of scores and deciles.
 
-DataLoader workers decode and resize (open_rgb + the package's eval transform, as uint8 crops) while the main
-process runs the net batch by batch through the model's `score_batch` (the one inference path,
-`predict.inference`). One row per readable image, in input order; unreadable files are collected as
-(index, reason) and never stop a run.
+DataLoader workers decode and resize (`load_rgb` + the package's eval transform, as uint8 crops, stacked
+straight into shared memory) while the main process normalises each batch and runs the net through the model's
+`score_batch` (the one inference path, `predict.inference`). One row per readable image, in input order;
+unreadable files are collected as (index, reason) and never stop a run.
 
 `model` here is any object with the attributes of a `predict.model.PerceptionModel` (device, studies,
 preprocess, crop_transform, score_batch, deciles); this module does not import `predict.model`, which
@@ -11,7 +11,9 @@ imports it (`PerceptionModel.predict` runs `predict_paths`), so the two form no 
 """
 from __future__ import annotations
 
+import functools
 import os
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -23,8 +25,8 @@ from perceptions.progress import Progress
 from perceptions.predict.writers import LOCATION_COLUMNS, prediction_columns
 from perceptions.runtime import Precision, choose_device, choose_precision, default_workers
 
-__all__ = ["ImageItems", "build_rows", "collate_items", "collate_views", "iter_batches", "pil_to_rgb",
-           "predict_paths", "prediction_columns", "resolve_precision"]
+__all__ = ["BatchRing", "CropLoader", "ImageItems", "build_rows", "collate_items", "collate_views", "iter_batches",
+           "pil_to_rgb", "predict_paths", "prediction_columns", "resolve_precision"]
 
 
 def resolve_precision(device, precision: str = "auto") -> Precision:
@@ -55,7 +57,7 @@ class ImageItems(Dataset):
         return len(self.items)
 
     def __getitem__(self, i):
-        from perceptions.data.images import open_rgb
+        from perceptions.data.images import load_rgb
 
         item = self.items[i]
         try:
@@ -64,7 +66,7 @@ class ImageItems(Dataset):
                 if cut is not None:
                     return i, [(key, None if view is None else self.view_transform(view), why)
                                for key, view, why in cut], ""
-                image = open_rgb(item, min_side=self.min_side)
+                image = load_rgb(item, min_side=self.min_side)
             else:
                 image = pil_to_rgb(item)
             return i, self.transform(image), ""
@@ -85,14 +87,14 @@ def pil_to_rgb(image):
     return _to_rgb(ImageOps.exif_transpose(image))
 
 
-def collate_items(samples):
-    """Stack the readable images of a batch; keep the failures aside."""
+def collate_items(samples, stack=None):
+    """Stack the readable images of a batch (with `stack`, default `_stack`); keep the failures aside."""
     ok = [(i, t) for i, t, _ in samples if t is not None]
     failed = [(i, reason) for i, t, reason in samples if t is None]
-    return [i for i, _ in ok], _stack([t for _, t in ok]), failed
+    return [i for i, _ in ok], (stack or _stack)([t for _, t in ok]), failed
 
 
-def collate_views(samples):
+def collate_views(samples, stack=None):
     """As collate_items, for a dataset with a views hook: -> (indices, tensor, failures [(index, reason, view
     key or None)], view keys (None for a whole image)), one entry per view."""
     ok, failed, keys = [], [], []
@@ -103,13 +105,85 @@ def collate_views(samples):
             else:
                 ok.append((i, tensor))
                 keys.append(key)
-    return [i for i, _ in ok], _stack([t for _, t in ok]), failed, keys
+    return [i for i, _ in ok], (stack or _stack)([t for _, t in ok]), failed, keys
 
 
-def _stack(tensors):
-    # Stacked straight into channels_last (NHWC memory), the layout the net runs in: the copy happens here,
-    # in the decoding worker, not in the main process that runs the net.
-    return torch.stack([t.permute(1, 2, 0) for t in tensors]).permute(0, 3, 1, 2) if tensors else None
+def _stack(tensors, out=None):
+    """(3, S, S) crops -> a (B, 3, S, S) batch in channels_last memory (NHWC), the layout the net runs in: the
+    copy happens here, in the decoding worker, not in the main process that runs the net. In a worker the batch
+    is stacked straight into shared memory (as torch's default_collate does), which the queue to the main
+    process would otherwise copy it into. out: a (B, S, S, 3) buffer to stack into."""
+    if not tensors:
+        return None
+    channels, height, width = tensors[0].shape
+    if out is None and torch.utils.data.get_worker_info() is not None:
+        storage = tensors[0]._typed_storage()._new_shared(len(tensors) * height * width * channels)
+        out = tensors[0].new(storage).view(len(tensors), height, width, channels)
+    return torch.stack([t.permute(1, 2, 0) for t in tensors], out=out).permute(0, 3, 1, 2)
+
+
+class BatchRing:
+    """uint8 batch buffers in shared memory, made before the DataLoader starts its workers, that the workers
+    stack into and the main process reads: the same pages round the ring instead of a fresh shared segment per
+    batch, whose page faults cost more than the stacking itself (~8 ms per batch of 64 at 224 px here). Batch b
+    goes to slot b % slots, and there are more slots than batches a DataLoader can hold at once (prefetch_factor x
+    workers in flight, plus the one being used): a slot is written again only after the main process has asked
+    for the batch after the one it held. Only for a main process that is done with a batch when it asks for the
+    next one (iter_batches normalises it first) and does not pin memory (pinning copies each batch anyway)."""
+
+    def __init__(self, slots: int, batch_size: int, side: int):
+        self.buffers = torch.empty((slots, batch_size, side, side, 3), dtype=torch.uint8).share_memory_()
+        self.batch_size = batch_size
+
+    def collate(self, collate):
+        """`collate` (collate_items or collate_views) stacking into this ring in a worker."""
+        return functools.partial(_ring_collate, collate, self)
+
+    def batch(self, batch):
+        """A collated batch from a worker -> the same with its RingSlot as a channels_last tensor."""
+        slot = batch[1]
+        if isinstance(slot, RingSlot):
+            batch = (batch[0], self.buffers[slot.slot, :slot.n].permute(0, 3, 1, 2), *batch[2:])
+        return batch
+
+
+class RingSlot(NamedTuple):
+    slot: int
+    n: int
+
+
+def _ring_collate(collate, ring: BatchRing, samples):
+    if torch.utils.data.get_worker_info() is None:
+        return collate(samples)
+    slots, _, side = ring.buffers.shape[:3]
+    slot = samples[0][0] // ring.batch_size % slots  # items come in order: the batch number
+
+    def stack(tensors):
+        if not tensors:
+            return None
+        if len(tensors) > ring.batch_size or any(t.shape != (3, side, side) for t in tensors):
+            return _stack(tensors)  # more views than a slot holds, or another size: a fresh buffer
+        _stack(tensors, out=ring.buffers[slot, :len(tensors)])
+        return RingSlot(slot, len(tensors))
+    return collate(samples, stack)
+
+
+class CropLoader:
+    """The decoding DataLoader of predict over ImageItems: batches of (indices, channels_last uint8 crops or None,
+    failures[, view keys]). With workers and no pinned memory the workers stack into a BatchRing (side: the crops'
+    side). persistent: keep the workers from one pass to the next (benchmarks/bench_loading.py)."""
+
+    def __init__(self, dataset, batch_size: int, num_workers: int, side: int, collate=collate_items,
+                 pin_memory: bool = False, persistent: bool = False, prefetch_factor: int = 4):
+        self.ring = BatchRing(prefetch_factor * num_workers + 2, batch_size, side) \
+            if num_workers and not pin_memory else None
+        self.loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                                 collate_fn=self.ring.collate(collate) if self.ring else collate,
+                                 pin_memory=pin_memory, prefetch_factor=prefetch_factor if num_workers else None,
+                                 persistent_workers=persistent and num_workers > 0)
+
+    def __iter__(self):
+        return iter(self.loader) if self.ring is None else map(self.ring.batch, self.loader)
 
 
 # -------------------------------------------------------------------------------------------- scoring
@@ -142,10 +216,8 @@ def iter_batches(model, items, batch_size=64, num_workers=None, progress=None, p
         dataset = ImageItems(items, model.crop_transform, model.preprocess.decode_side, views, view_transform,
                              model.preprocess.resize_size)
         collate = collate_views
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        collate_fn=collate, pin_memory=model.device.type == "cuda",
-                        prefetch_factor=4 if num_workers else None,
-                        persistent_workers=False)
+    loader = CropLoader(dataset, batch_size, num_workers, model.preprocess.input_size, collate,
+                        pin_memory=model.device.type == "cuda")
     bar = Progress(len(items), desc, unit="img", enabled=progress)
     try:
         for batch in loader:
