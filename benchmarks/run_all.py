@@ -282,7 +282,8 @@ def _section_loading(b: dict) -> list[str]:
             f"({i['images']} images) into {i['output']['ours']} batches of {i['batch_size']}.",
             f"Ours: {i['ours']}. Original: {i['original']}.", "",
             "| Case | images/s (median) | min | max |", "|---|---|---|---|"]
-    for name in ("ours", "ours_all_cores", "original", "ours_in_process", "original_in_process", "decode_only"):
+    for name in ("ours", "ours_all_cores", "original", "ours_fresh_worker", "original_fresh_worker", "ours_in_process",
+                 "original_in_process", "decode_only", "decode_only_pil"):
         if name not in f:
             continue
         label = f"ours, {f[name]['workers']} workers (one per core)" if name == "ours_all_cores" else name
@@ -292,9 +293,15 @@ def _section_loading(b: dict) -> list[str]:
                 f"(both in one process, one thread): {f['speedup_per_core']:.2f}x" + (
                     f"; ours with one worker per core: {f['ours_all_cores']['speedup']:.2f}x."
                     if "ours_all_cores" in f else ".")]
+    if "speedup_worker_cpu" in f:
+        out += ["", f"CPU time the loading worker spends per image, ours against the original's (less skewed by other "
+                    f"processes than wall time): **{f['speedup_worker_cpu']:.2f}x**; with a fresh worker each pass: "
+                    f"{f.get('speedup_fresh_worker', float('nan')):.2f}x."]
     if "per_core_bound_by_decoding" in f:
-        out += ["", f"JPEG decoding alone (`open_rgb`, which any pipeline must do) runs at "
-                    f"{f['decode_only']['per_s_median']:.0f} images/s: even with free resizing and normalisation, "
+        out += ["", f"JPEG decoding alone (`load_rgb`, as ours decodes: "
+                    f"{f['decode_only']['per_s_median']:.0f} images/s" + (
+                        f"; PIL's `open_rgb`: {f['decode_only_pil']['per_s_median']:.0f}/s" if "decode_only_pil" in f
+                        else "") + f") bounds any pipeline: even with free resizing and normalisation, "
                     f"one core could go at most {f['per_core_bound_by_decoding']:.2f}x faster than the original's "
                     "pipeline on these images."]
     return out
