@@ -338,6 +338,7 @@ def test_demo_makes_the_city_trains_and_prints_the_table(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "[1/3]" in out and "[2/3]" in out and "[3/3]" in out and str(result["run_dir"]) in out
     assert "sp~truth" in out and "label~truth" in out and "target" in out
+    assert "native bf16 on this CPU:" in out and "training precision: fp32" in out and "wall time" in out
     assert set(STUDIES) <= set(result["metrics"])
 
     images_before = sorted(p.stat().st_mtime_ns for p in (tmp_path / "synthetic" / "images").iterdir())
@@ -375,3 +376,130 @@ def test_resume_with_more_epochs_runs_to_the_new_count(tiny_city, tmp_path, caps
     assert main(["train", "--resume", str(run), "--epochs", str(epochs), "--no-progress"]) == 0
     assert pd.read_csv(run / "metrics.csv")["epoch"].tolist() == list(range(1, 1 + 1 + epochs))
     assert read_summary(run)["epochs_run"] == 1 + epochs
+
+
+# ------------------------------------------------------------------------------ fine-tuning later stages only
+
+def _tiny_batch(tiny_city, size: int, n: int = 8):
+    from perceptions.data.datasets import ImageScores
+    from perceptions.data.images import Preprocess, eval_transform
+
+    paths = sorted((tiny_city / "images").iterdir())[:n]
+    targets = np.random.default_rng(0).uniform(1, 10, size=(n, 6)).astype(np.float32)
+    images = ImageScores(paths, targets, eval_transform(Preprocess(input_size=size)), size)
+    return images, tuple(torch.utils.data.default_collate([images[i] for i in range(n)]))
+
+
+def test_frozen_stages_get_no_gradient_and_do_not_change(tiny_city):
+    """--frozen-stages 5: a fine-tuning step leaves the stem and the first block groups (weights and batch-norm
+    statistics, even with --no-freeze-bn) exactly as they were, gives them no gradient and keeps them out of
+    the optimiser, while the later stages and the head learn."""
+    from perceptions.nets.backbones import split_backbone
+    from perceptions.nets.perception_net import build_net
+    from perceptions.predict.inference import NetForward
+    from perceptions.runtime import choose_precision
+    from perceptions.train.schedule import make_optimizer, set_lr
+    from perceptions.train.step import train_step
+
+    config = tiny_config(tiny_city, "unused", loss="regression", frozen_stages=5, freeze_bn=False)
+    net, _ = build_net("efficientnet_lite0", STUDIES, weights="packaged")
+    _, batch = _tiny_batch(tiny_city, 64)
+    optimizer = make_optimizer(net, config, "finetune")
+    set_lr(optimizer, 1.0)
+    prefix, _, frozen = split_backbone(net.backbone, 5)
+    in_optimizer = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    assert frozen and not any(id(p) in in_optimizer for p in frozen)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    net.train()
+    norms = lambda module: [m for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)]  # noqa: E731
+    assert not any(m.training for m in norms(prefix)) and all(m.training for m in norms(net.backbone.blocks[5]))
+    precision = choose_precision(torch.device("cpu"), amp=False)
+    train_step(NetForward(net, precision), batch, optimizer, precision.grad_scaler(), config, "cpu",
+               [p for p in net.parameters() if p.requires_grad])
+    assert all(p.grad is None for p in frozen)
+    after = net.state_dict()  # weights and batch-norm running statistics of the stem and block groups 0-3
+    frozen_keys = [k for k in after
+                   if k.startswith(("backbone.conv_stem.", "backbone.bn1.", *(f"backbone.blocks.{i}." for i in range(4))))]
+    assert any("running_mean" in k for k in frozen_keys)
+    assert all(torch.equal(before[k], after[k]) for k in frozen_keys)
+    later = [k for k in after if k.startswith(("backbone.blocks.5.", "head."))]
+    assert any(not torch.equal(before[k], after[k]) for k in later)
+
+
+def test_cached_stage_maps_equal_the_live_forward(tiny_city):
+    """The cache holds what the frozen stages compute on each picture and on its mirror image (to float16
+    rounding); its pooled features are the backbone's; the later stages on a cached map give the net's output."""
+    from perceptions.nets.backbones import split_backbone
+    from perceptions.nets.perception_net import build_net
+    from perceptions.runtime import choose_precision
+    from perceptions.train.stage_cache import LaterStages, StageCache
+
+    torch.manual_seed(0)
+    net, _ = build_net("efficientnet_lite0", STUDIES, weights="packaged")
+    net.eval()
+    images, (x, _, _) = _tiny_batch(tiny_city, 64, n=6)
+    precision = choose_precision(torch.device("cpu"), amp=False)
+    cache = StageCache.compute(net, 5, images, np.arange(10, 16), True, torch.device("cpu"), precision, 4)
+    prefix, _, _ = split_backbone(net.backbone, 5)
+    with torch.no_grad():
+        live, mirrored = prefix(x), prefix(torch.flip(x, dims=[3]))
+        whole, features = net(x), net.features(x)
+    assert cache.maps.shape == (2, 6, 80, 4, 4) == (2, *live.shape) and cache.maps.dtype == torch.float16
+    scale = float(live.abs().max())
+    np.testing.assert_allclose(cache.maps[0].float(), live, atol=2e-3 * scale)
+    np.testing.assert_allclose(cache.maps[1].float(), mirrored, atol=2e-3 * scale)
+    assert not np.allclose(cache.maps[1].float(), live, atol=2e-3 * scale)  # the mirror image is another picture
+    np.testing.assert_allclose(cache.pooled, features, rtol=1e-4, atol=1e-5)
+    assert cache.rows.tolist() == list(range(10, 16)) and bool(cache.ok.all())
+    with torch.no_grad():
+        np.testing.assert_allclose(LaterStages(net, precision, 5)(cache.maps[0].float()), whole, atol=0.02)
+
+
+def test_map_batches_split_each_global_batch_between_ranks_as_image_batches_do():
+    """Two ranks' batches together are one process's batches of the doubled size, with the same mirror-image
+    draws; the draws depend on (seed, epoch) only."""
+    from perceptions.train.stage_cache import MapBatches, StageCache
+
+    n = 20
+    maps = torch.arange(2 * n, dtype=torch.float16).view(2, n, 1, 1, 1)  # value = view * n + item
+    cache = StageCache(maps, torch.zeros(n, 4), torch.zeros(n, 6), torch.ones(n, dtype=torch.bool),
+                       np.arange(100, 100 + n))
+    order = lambda epoch: np.random.default_rng(epoch).permutation(np.arange(100, 100 + n))  # noqa: E731
+    one = [b[0].flatten().tolist() for b in MapBatches(cache, order, 8, seed=5).batches(2)]
+    ranks = [[b[0].flatten().tolist() for b in MapBatches(cache, order, 4, 5, rank=r, world=2).batches(2)]
+             for r in (0, 1)]
+    assert [sorted(a + b) for a, b in zip(*ranks)] == [sorted(b) for b in one]
+    values = [v for b in one for v in b]
+    assert sorted(int(v) % n for v in values) == list(range(n))  # every image once
+    assert {int(v) // n for v in values} == {0, 1}                # as it is and mirrored
+    again = [b[0].flatten().tolist() for b in MapBatches(cache, order, 8, seed=5).batches(2, start=1)]
+    assert again == one[1:]
+
+
+def test_a_run_on_cached_stages_resumes_exactly_and_its_head_phase_is_unchanged(tiny_city, tmp_path):
+    """A run that fine-tunes later stages on cached maps: interrupted in its second fine-tuning epoch and
+    resumed, it ends as the uninterrupted run does; its head-only epoch equals the one of a run without the
+    cache (the pooled features come from the same pass)."""
+    from perceptions.train.loop import train
+
+    config = tiny_config(tiny_city, tmp_path / "a", frozen_stages=5, augment="flip")
+    whole = train(config)
+    with pytest.raises(KeyboardInterrupt):
+        train(config.replace(out=str(tmp_path / "b")), should_stop=lambda epoch, step: (epoch, step) == (3, 1))
+    (run,) = list((tmp_path / "b").iterdir())
+    train(config.replace(out=str(tmp_path / "b"), resume=str(run)))
+    assert read_summary(run)["test"] == read_summary(whole)["test"]
+    a, b = (pd.read_csv(r / "metrics.csv").drop(columns="seconds") for r in (whole, run))
+    assert a.equals(b) and a["phase"].tolist() == ["frozen", "finetune", "finetune"]
+    live = train(config.replace(out=str(tmp_path / "c"), cache_stages=False))
+    c = pd.read_csv(live / "metrics.csv").drop(columns="seconds")
+    np.testing.assert_allclose(a.iloc[0, 2:].astype(float), c.iloc[0, 2:].astype(float), rtol=1e-5)
+
+
+def test_a_frozen_stage_count_the_backbone_lacks_is_one_line_before_anything_is_written(tiny_city, tmp_path,
+                                                                                     capsys):
+    code, err = run_cli(capsys, "--data", str(tiny_city), "--out", str(tmp_path / "runs"), "--frozen-stages", "9",
+                        "--image-size", "32", "--no-progress")
+    assert_one_line_error(code, err)
+    assert "--frozen-stages 9" in err and "8 stages" in err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

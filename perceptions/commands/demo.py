@@ -73,15 +73,20 @@ def run_demo(data_dir="input/synthetic", out="outputs/runs", recipe: dict | None
     """Make (or reuse) the city, train, evaluate; returns {"run_dir", "metrics", "seconds", "targets"}."""
     from perceptions.train.config import TrainConfig
     from perceptions.train.loop import train
+    from perceptions.train.stage_cache import stage_cache_used
 
     started = time.perf_counter()
     folder = ensure_city(data_dir, {**DEMO_CITY, **(city or {})}, say)
     # The demo trains with TrainConfig's defaults, which are the measured recipe (see its docstring), so
     # `perceptions train --data DIR` trains the same way; `recipe` overrides some of them (tests, benchmarks).
     config = TrainConfig(data=str(folder), out=str(out), device=device, progress=progress, **(recipe or {}))
+    say(machine_line(config))
+    tuned = (f"the backbone's later stages (its first {config.frozen_stages} stages stay as pretrained"
+             + (", their output cached once per image and mirror image)" if stage_cache_used(config) else ")")
+             if config.frozen_stages else "the whole net")
     say(f"[2/3] training {config.backbone} on all six studies at {config.image_size} px: {config.freeze_epochs} "
-        f"epochs of the head on backbone features computed once, then {config.epochs} epochs fine-tuning the "
-        "whole net (a few minutes on 2 CPU cores)")
+        f"epochs of the head on backbone features computed once, then {config.epochs} epochs fine-tuning "
+        f"{tuned} (a few minutes on 2 CPU cores)")
     run_dir = train(config)
     summary = json.loads((Path(run_dir) / "summary.json").read_text(encoding="utf-8"))
     metrics = summary["test"]
@@ -92,8 +97,40 @@ def run_demo(data_dir="input/synthetic", out="outputs/runs", recipe: dict | None
     say("")
     for line in targets["lines"]:
         say(line)
-    say(f"\ndemo finished in {seconds / 60:.1f} min; run folder: {run_dir}")
+    say(f"\ndemo finished in {seconds:.0f} s ({seconds / 60:.1f} min, wall time, city included); run folder: "
+        f"{run_dir}")
     return {"run_dir": run_dir, "metrics": metrics, "seconds": seconds, "targets": targets}
+
+
+def machine_line(config) -> str:
+    """The CPU (or GPU) the demo runs on, whether the CPU has native bf16, and the precision training uses:
+    what a reader needs to compare the wall time with other machines'."""
+    import os
+
+    import torch
+
+    from perceptions import runtime
+
+    device = runtime.choose_device(config.device)
+    precision = runtime.choose_precision(device, config.amp_on(device)).name
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    where = (f"GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda"
+             else f"{cpu_name()}, {cores} cores, {torch.get_num_threads()} torch threads")
+    bf16 = "yes" if runtime.cpu_has_native_bf16() else "no"
+    return f"      machine: {where}; native bf16 on this CPU: {bf16}; training precision: {precision}"
+
+
+def cpu_name() -> str:
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "CPU"
 
 
 def check_targets(metrics: dict) -> dict:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "train a model on images + scores (transfer learning, all studies in one net)"
+HELP = ("train a model on images + scores (transfer learning, all studies in one net), or fine-tune a model "
+        "package on local votes (--init-model)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,8 +14,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from perceptions.train.config import config_from_args
+    from perceptions.train.config import config_from_args, typed_options
+    from perceptions.train.init_model import with_init_defaults
     from perceptions.train.loop import train
 
-    train(config_from_args(args))
+    config = config_from_args(args)
+    if not config.resume:  # a resumed run keeps the settings it was made with
+        config = with_init_defaults(config, typed_options(args))
+    train(config)
     return 0

@@ -117,6 +117,50 @@ def preprocess_for(model) -> Preprocess:
                       interpolation=cfg.get("interpolation", "bicubic"), crop_pct=float(cfg.get("crop_pct", 0.875)))
 
 
+# ---- stages: running the first layers apart from the rest ------------------------------------------------
+
+def backbone_stages(model) -> list:
+    """The backbone's layers as consecutive stages whose composition is its feature extractor: the stem, then
+    each block group (EfficientNet: `blocks[i]`; ResNet: `layer1`..`layer4`). What follows the last stage (the
+    1x1 head convolution and pooling) belongs to `split_backbone`'s suffix. Other architectures: an error."""
+    from torch import nn
+
+    if hasattr(model, "conv_stem") and hasattr(model, "blocks"):    # EfficientNet, MobileNet families
+        return [nn.Sequential(model.conv_stem, model.bn1), *model.blocks]
+    if all(hasattr(model, f"layer{i}") for i in range(1, 5)):      # ResNet family
+        return [nn.Sequential(model.conv1, model.bn1, model.act1, model.maxpool),
+                model.layer1, model.layer2, model.layer3, model.layer4]
+    raise PerceptionsError(f"--frozen-stages needs an EfficientNet- or ResNet-style backbone; "
+                           f"{type(model).__name__} has no stages it knows")
+
+
+class _Suffix:
+    """The layers after the first k stages, up to the pooled features (the rest of `model(x)`)."""
+
+    def __init__(self, model, stages: list):
+        self.model, self.stages = model, stages
+
+    def __call__(self, x):
+        for stage in self.stages:
+            x = stage(x)
+        if hasattr(self.model, "conv_head"):
+            x = self.model.bn2(self.model.conv_head(x))
+        return self.model.forward_head(x)
+
+
+def split_backbone(model, k: int):
+    """(prefix, suffix, parameters of the prefix): prefix(x) runs the first `k` stages, suffix(prefix(x)) equals
+    model(x). Neither is registered in `model`, so its state dict keys do not change."""
+    from torch import nn
+
+    stages = backbone_stages(model)
+    if not 0 <= k <= len(stages):
+        raise PerceptionsError(f"--frozen-stages {k}: {type(model).__name__} has {len(stages)} stages "
+                               f"(0 fine-tunes them all)")
+    prefix = nn.Sequential(*stages[:k])
+    return prefix, _Suffix(model, stages[k:]), list(prefix.parameters())
+
+
 def _weights_source(weights: str) -> str:
     if weights in WEIGHTS_SOURCES:
         return weights

@@ -46,6 +46,7 @@ class PerceptionNet(nn.Module):
         self.backbone_name = backbone_name      # recorded in the model package
         self.weights = weights                  # where the backbone's starting weights came from
         self.backbone_trainable = True
+        self.frozen_stages = 0                  # leading backbone stages kept frozen while the rest trains
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> pooled backbone features (B, F)."""
@@ -55,18 +56,32 @@ class PerceptionNet(nn.Module):
         """(B, 3, H, W) -> scores (B, S), one column per study in `self.studies` order."""
         return self.head(self.features(images))
 
-    def set_backbone_trainable(self, trainable: bool) -> None:
+    def set_backbone_trainable(self, trainable: bool, frozen_stages: int = 0) -> None:
         """Freeze or unfreeze the backbone. A frozen backbone also stays in eval mode (batch-norm statistics
-        fixed), so its features match a feature cache and the packaged weights stay untouched."""
+        fixed), so its features match a feature cache and the packaged weights stay untouched.
+
+        frozen_stages: when unfreezing, the first stages (nets.backbones.backbone_stages: the stem, then block
+        groups) stay frozen and in eval mode all the same. Nothing before them needs a gradient, so backward
+        stops where they end, and their outputs can be computed once and cached (train/stage_cache.py)."""
+        from perceptions.nets.backbones import split_backbone
+
         self.backbone_trainable = bool(trainable)
         for p in self.backbone.parameters():
             p.requires_grad_(self.backbone_trainable)
+        self.frozen_stages = int(frozen_stages) if trainable else 0
+        if self.frozen_stages:
+            for p in split_backbone(self.backbone, self.frozen_stages)[2]:
+                p.requires_grad_(False)
         self.train(self.training)
 
     def train(self, mode: bool = True):
         super().train(mode)
         if not self.backbone_trainable:
             self.backbone.eval()
+        elif self.frozen_stages:
+            from perceptions.nets.backbones import split_backbone
+
+            split_backbone(self.backbone, self.frozen_stages)[0].eval()
         return self
 
     def param_groups(self, lr: float, backbone_lr_mult: float = 0.1, weight_decay: float | None = None):

@@ -37,6 +37,7 @@ class TrainConfig:
     studies: list[str] = field(default_factory=lambda: ["all"])
     backbone: str = "efficientnet_lite0"
     weights: str = "packaged"            # packaged | hub | none | PATH
+    init_model: str | None = None        # start from this model package's weights (train/init_model.py)
     epochs: int = 8                      # fine-tuning epochs (after the frozen ones)
     freeze_epochs: int = 3               # head-only epochs on cached backbone features, run first
     batch_size: int = 32
@@ -49,6 +50,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     augment: str = "crop"                # fine-tuning augmentation: crop (+flip), flip, none
     freeze_bn: bool = True               # keep the backbone's batch-norm statistics fixed while fine-tuning
+    frozen_stages: int = 0               # leading backbone stages (stem, block groups) left as pretrained
+    cache_stages: bool = True            # compute the frozen stages once per image and flip (augment flip/none)
     image_size: int | None = 128         # None: the size the backbone's weights were trained at
     crop_pct: float | None = 1.0         # share of the shorter side kept by the centre crop; None: the weights'
     crop_bottom: int = 0                 # rows cut off the bottom of every image first (PP2's logo strip: 28)
@@ -100,6 +103,7 @@ class TrainConfig:
             (self.max_images is None or self.max_images >= 2, "--max-images must be >= 2"),
             (self.workers is None or self.workers >= 0, "--workers must be >= 0"),
             (self.patience >= 0, "--patience must be >= 0"),
+            (isinstance(self.frozen_stages, int) and self.frozen_stages >= 0, "--frozen-stages must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -128,8 +132,8 @@ class TrainConfig:
 
 
 # What must match between a run folder and a `--resume` request: change any and the old state means nothing.
-IDENTITY_FIELDS = ("data", "studies", "backbone", "weights", "image_size", "crop_pct", "crop_bottom", "split",
-                   "val_frac", "test_frac", "seed", "loss", "score_column", "max_images", "freeze_epochs",
+IDENTITY_FIELDS = ("data", "studies", "backbone", "weights", "init_model", "image_size", "crop_pct", "crop_bottom",
+                   "split", "val_frac", "test_frac", "seed", "loss", "score_column", "max_images", "freeze_epochs",
                    "batch_size", "head_batch_size")
 
 
@@ -148,6 +152,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--studies", default="all", help="'all' or a comma list, e.g. safe,beautiful")
     a("--backbone", default=d.backbone, help="backbone name (see perceptions.nets.backbones)")
     a("--weights", default=d.weights, help="packaged | hub | none | PATH to a weights file")
+    a("--init-model", metavar="PKG", help="start from this model package's weights (backbone and head) and "
+      "preprocessing instead of ImageNet's, to fine-tune it on a folder of local votes; its studies must include "
+      "the data's. Options not typed then take the defaults of perceptions/train/init_model.py "
+      "(INIT_MODEL_DEFAULTS: the head alone, on the votes' ranking loss, a short schedule at a small "
+      "learning rate)")
     a("--epochs", type=int, default=d.epochs, help="fine-tuning epochs (whole net)")
     a("--freeze-epochs", type=int, default=d.freeze_epochs,
       help="head-only epochs first, on backbone features computed once")
@@ -162,6 +171,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       help="fine-tuning augmentation: random resized crop and flip, flip only, or none")
     a("--freeze-bn", action=argparse.BooleanOptionalAction, default=d.freeze_bn,
       help="keep the backbone's batch-norm statistics as pretrained while fine-tuning (small batches)")
+    a("--frozen-stages", type=int, default=d.frozen_stages, metavar="K",
+      help="fine-tune only the backbone's later stages: its first K (the stem, then block groups; "
+      "EfficientNet-Lite0 has 8) stay as pretrained, so backward stops where they end")
+    a("--cache-stages", action=argparse.BooleanOptionalAction, default=d.cache_stages,
+      help="with --frozen-stages, compute the frozen stages' output once per image and per flip instead of "
+      "every epoch (needs --augment flip or none; with crop they run live, without a backward pass)")
     a("--grad-clip", type=float, default=d.grad_clip, help="max gradient norm (0: no clipping)")
     a("--image-size", type=int, default=d.image_size, help="input size (0: the weights' own)")
     a("--crop-pct", type=float, default=d.crop_pct,

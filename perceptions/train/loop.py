@@ -22,11 +22,13 @@ import torch
 from perceptions import runtime
 from perceptions.errors import PerceptionsError
 from perceptions.files import write_json
+from perceptions.nets.backbones import split_backbone
 from perceptions.nets.perception_net import build_net
 from perceptions.train import run_folder as rf
 from perceptions.train.checkpoint import checkpoint_state, open_resume, save_checkpoint
 from perceptions.train.config import TrainConfig
 from perceptions.train.finish import finish_run
+from perceptions.train.init_model import init_config, load_init_weights
 from perceptions.train.phases import build_phase
 from perceptions.train.prepare import prepare_data, write_image_check, write_splits
 from perceptions.train.schedule import Schedule, make_optimizer
@@ -57,6 +59,8 @@ def _train(config: TrainConfig, should_stop=None) -> Path:
     resume_state, run_dir = None, None
     if config.resume:
         run_dir, config, resume_state = open_resume(config)
+    if config.init_model:  # the package's backbone and input size: its weights expect them (init_model.py)
+        config = init_config(config)
     data = prepare_data(config)
     watch = check_monitor(data, config)  # False: no validation images, the last epoch is the model
     device = runtime.choose_device(config.device)
@@ -66,13 +70,17 @@ def _train(config: TrainConfig, should_stop=None) -> Path:
     if device.type == "cpu":
         runtime.keep_freed_memory()
     runtime.seed_everything(config.seed)
-    net, preprocess = build_net(config.backbone, data.studies, weights=config.weights)
+    net, preprocess = build_net(config.backbone, data.studies, weights="none" if config.init_model else config.weights)
+    if config.init_model:
+        preprocess = load_init_weights(net, config)
     if config.image_size:
         preprocess = dataclasses.replace(preprocess, input_size=int(config.image_size))
     if config.crop_pct:
         preprocess = dataclasses.replace(preprocess, crop_pct=float(config.crop_pct))
     if config.crop_bottom:  # recorded in the package, so predict and evaluate cut the same strip
         preprocess = dataclasses.replace(preprocess, crop_bottom=int(config.crop_bottom))
+    if config.frozen_stages:  # a count the backbone does not have stops the run before anything is written
+        split_backbone(net.backbone, config.frozen_stages)
     net = net.to(device).to(memory_format=torch.channels_last)
     timings["prepare_s"] = time.perf_counter() - started
     if run_dir is None:
@@ -103,13 +111,14 @@ def _train(config: TrainConfig, should_stop=None) -> Path:
         state.update({k: resume_state[k] for k in state if k in resume_state})
         log.info(f"resuming after epoch {state['epoch']}" + (f", step {state['pos']}" if state["pos"] else ""))
 
+    shared = {}  # what the phases share: the early-stage cache (stage_cache.py)
     with StopRequest(should_stop) as stop:
         for phase, first, last in config.phases():
             if last < first or state["epoch"] >= last or state["stopped_early"] == phase:
                 continue
             t_phase = time.perf_counter()
             run_phase(phase, first, last, net, data, preprocess, config, device, precision, timings, state,
-                      resume_state, stop, run_dir, watch)
+                      resume_state, stop, run_dir, watch, shared)
             timings[f"{phase}_s"] = timings.get(f"{phase}_s", 0.0) + time.perf_counter() - t_phase
 
     runtime.barrier()  # rank 0's checkpoints and metrics are on disk before any rank reads them
@@ -118,9 +127,10 @@ def _train(config: TrainConfig, should_stop=None) -> Path:
 
 
 def run_phase(phase, first, last, net, data, preprocess, config: TrainConfig, device, precision, timings,
-              state, resume_state, stop, run_dir, watch: bool = True) -> None:
+              state, resume_state, stop, run_dir, watch: bool = True, shared: dict | None = None) -> None:
     """Epochs `first`..`last` of one phase, from where `state` says the run is."""
-    source, validate, model_fn = build_phase(phase, net, data, preprocess, config, device, precision, timings)
+    source, validate, model_fn = build_phase(phase, net, data, preprocess, config, device, precision, timings,
+                                             shared)
     optimizer = make_optimizer(net, config, phase)
     # fp16 needs loss scaling (the frozen phase's head runs in fp32 and needs none).
     scaler = (precision if phase == "finetune" else runtime.Precision(device.type, None)).grad_scaler()

@@ -3,7 +3,9 @@
 frozen:   the backbone's features of the training and validation images are computed once (no augmentation);
           the head trains on them for `freeze_epochs` epochs in seconds.
 finetune: the whole net trains on decoded, augmented images (or vote pairs of them) through the one inference
-          path, `NetForward`, wrapped in DDP under torchrun.
+          path, `NetForward`, wrapped in DDP under torchrun. With `--frozen-stages K` the first K backbone
+          stages stay frozen; when the augmentation allows it their output is cached (stage_cache.py: one pass,
+          shared with the frozen phase's features) and the epochs run the later stages only.
 """
 from __future__ import annotations
 
@@ -21,13 +23,17 @@ from perceptions.progress import Progress
 from perceptions.train.batches import FeatureBatches, ImageBatches, pair_order, regression_order
 from perceptions.train.config import TrainConfig
 from perceptions.train.prepare import TrainData
+from perceptions.train.stage_cache import LaterStages, MapBatches, StageCache, predict_maps, stage_cache_used
 from perceptions.train.validation import predict_dataset, predict_features, validation_metrics
 
 log = logging.getLogger(__name__)
 
 
-def build_phase(phase: str, net, data: TrainData, preprocess, config: TrainConfig, device, precision, timings):
-    """(batch source, validation function, what the batches go through) for one phase."""
+def build_phase(phase: str, net, data: TrainData, preprocess, config: TrainConfig, device, precision, timings,
+                shared: dict | None = None):
+    """(batch source, validation function, what the batches go through) for one phase. `shared` carries the
+    early-stage cache from the frozen phase to fine-tuning (computed once per run)."""
+    shared = {} if shared is None else shared
     train_rows, val_rows = data.rows("train"), data.rows("val")
     pairs = data.pairs("train") if config.loss != "regression" else None
     if pairs is not None and len(pairs) == 0:
@@ -43,24 +49,42 @@ def build_phase(phase: str, net, data: TrainData, preprocess, config: TrainConfi
         return lambda epoch: regression_order(train_rows, data.table, data.studies, config.oversample,
                                               config.seed, epoch)
 
+    def stage_cache() -> StageCache:
+        """The early stages' maps of the training and validation images (and their mirror images for
+        --augment flip), computed on first use."""
+        if "stage_cache" not in shared:
+            t0 = time.perf_counter()
+            rows = np.concatenate([train_rows, val_rows])
+            shared["stage_cache"] = StageCache.compute(
+                net, config.frozen_stages, images(rows, eval_transform(preprocess)), rows, config.augment == "flip",
+                device, precision, max(64, config.batch_size), config.workers, config.progress)
+            timings["features_s"] = timings.get("features_s", 0.0) + time.perf_counter() - t0
+            log.info(f"early stages ({config.frozen_stages}) and features of {len(rows)} images in "
+                     f"{time.perf_counter() - t0:.1f} s; cached maps {shared['stage_cache'].megabytes:.0f} MB")
+        return shared["stage_cache"]
+
     if phase == "frozen":
         from torch.utils.data import DataLoader
 
-        t0 = time.perf_counter()
         rows = np.concatenate([train_rows, val_rows])
-        mine = runtime.shard(images(rows, eval_transform(preprocess)))  # every N-th image under torchrun
-        loader = DataLoader(mine, batch_size=max(64, config.batch_size), num_workers=config.workers)
-        with Progress(len(mine), "backbone features", enabled=config.progress,
-                      quiet=not runtime.is_main_process()) as bar:
-            was_training = net.backbone.training
-            net.backbone.eval()
-            cached = CachedFeatures.compute(NetForward(net, precision).features, loader, device, bar)
-            net.backbone.train(was_training)
-        if runtime.is_distributed():
-            cached = CachedFeatures(*(runtime.gather_rows(t, len(rows))
-                                      for t in (cached.features, cached.targets, cached.ok)))
-        timings["features_s"] = time.perf_counter() - t0
-        log.info(f"backbone features of {len(rows)} images in {timings['features_s']:.1f} s")
+        if stage_cache_used(config):  # the pooled features come from the pass that fills the stage cache
+            cache = stage_cache()
+            cached = CachedFeatures(cache.pooled, cache.targets, cache.ok)
+        else:
+            t0 = time.perf_counter()
+            mine = runtime.shard(images(rows, eval_transform(preprocess)))  # every N-th image under torchrun
+            loader = DataLoader(mine, batch_size=max(64, config.batch_size), num_workers=config.workers)
+            with Progress(len(mine), "backbone features", enabled=config.progress,
+                          quiet=not runtime.is_main_process()) as bar:
+                was_training = net.backbone.training
+                net.backbone.eval()
+                cached = CachedFeatures.compute(NetForward(net, precision).features, loader, device, bar)
+                net.backbone.train(was_training)
+            if runtime.is_distributed():
+                cached = CachedFeatures(*(runtime.gather_rows(t, len(rows))
+                                          for t in (cached.features, cached.targets, cached.ok)))
+            timings["features_s"] = time.perf_counter() - t0
+            log.info(f"backbone features of {len(rows)} images in {timings['features_s']:.1f} s")
         # Every rank runs the same head steps on the whole global batch (cheap; no gradient exchange).
         source = FeatureBatches(cached, rows, order_fn(len(pairs) if pairs is not None else 0),
                                 config.head_batch_size * runtime.world_size(), pairs, device)
@@ -76,6 +100,19 @@ def build_phase(phase: str, net, data: TrainData, preprocess, config: TrainConfi
     all_rows = np.arange(len(data.table))
     # A pair batch holds two images per vote: batch_size // 2 votes keep the images per step at batch_size.
     batch_size = config.batch_size if pairs is None else max(1, config.batch_size // 2)
+    if stage_cache_used(config):
+        cache = stage_cache()
+        source = MapBatches(cache, order_fn(pairs_per_epoch), batch_size, config.seed, pairs, device,
+                            rank=runtime.rank(), world=runtime.world_size())
+        later = LaterStages(net, precision, config.frozen_stages)
+        val_maps = cache.maps[0, len(train_rows):]
+
+        def validate_maps():
+            return validation_metrics(predict_maps(later, val_maps, device), data, val_rows, config)
+        if runtime.is_distributed():
+            net.set_backbone_trainable(True, config.frozen_stages)  # before DDP collects what to sync
+            return source, validate_maps, runtime.wrap_ddp(later, device)
+        return source, validate_maps, later
     source = ImageBatches(images(all_rows, augmented_transform(preprocess, config.augment)),
                           order_fn(pairs_per_epoch), batch_size, config.seed, config.workers, pairs,
                           pin_memory=device.type == "cuda", rank=runtime.rank(), world=runtime.world_size())
@@ -87,6 +124,6 @@ def build_phase(phase: str, net, data: TrainData, preprocess, config: TrainConfi
     if runtime.is_distributed():  # DDP averages the gradients across ranks during backward
         # DDP syncs the parameters that require gradients when it is built: unfreeze the backbone first
         # (make_optimizer, called next, sets the same).
-        net.set_backbone_trainable(config.backbone_lr_mult != 0)
+        net.set_backbone_trainable(config.backbone_lr_mult != 0, config.frozen_stages)
         return source, validate, runtime.wrap_ddp(NetForward(net, precision), device)
     return source, validate, NetForward(net, precision)
