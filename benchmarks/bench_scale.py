@@ -85,22 +85,25 @@ def draw_city(n: int, out: Path, reuse: bool) -> dict:
     return result
 
 
-def run_size(n: int, out: Path, reuse: bool) -> dict:
-    """Every stage at one size (the city drawn earlier is reused when `reuse`)."""
+def run_size(n: int, out: Path, reuse: bool, saved=lambda partial: None) -> dict:
+    """Every stage at one size (the city drawn earlier is reused when `reuse`); `saved(partial)` after each stage,
+    so an interrupted run keeps what it measured."""
     city, work = out / f"city_{n}", out / f"work_{n}"
     logs = work / "logs"
     if work.exists():
         shutil.rmtree(work)
     logs.mkdir(parents=True)
     stages = {"synth": draw_city(n, out, reuse)}
+    votes = sum(1 for _ in open(city / "votes.tsv")) - 1
     commands = stage_commands(city, work, lambda: newest_run(work / "runs"))
     for name, cmd in commands.items():
         print(f"[scale {n}] {name} ...", flush=True)
         stages[name] = _measured(cmd(), logs / f"{name}.log")
         print(f"[scale {n}] {name}: {stages[name]['seconds']} s, peak {stages[name]['maxrss_mb']} MB", flush=True)
-    votes = sum(1 for _ in open(city / "votes.tsv")) - 1
-    return {"images": n, "votes": votes, "stages": stages,
-            "finetune_steps": json.loads((work / "finetune_steps.json").read_text())}
+        saved({"images": n, "votes": votes, "stages": stages, "complete": False})
+    steps = work / "finetune_steps.json"
+    return {"images": n, "votes": votes, "stages": stages, "complete": True,
+            "finetune_steps": json.loads(steps.read_text()) if steps.is_file() else {}}
 
 
 def _measured(cmd: list[str], log: Path) -> dict:
@@ -175,7 +178,11 @@ def main(argv=None) -> int:
     report = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
               "load_average_start": load_average(), "fixed_mb": fixed, "sizes": {}}
     for n in sizes:
-        report["sizes"][str(n)] = run_size(n, cities, reuse=not args.no_reuse)
+        def saved(partial, n=n):
+            report["sizes"][str(n)] = partial
+            _save(report, results_dir)
+
+        report["sizes"][str(n)] = run_size(n, cities, reuse=not args.no_reuse, saved=saved)
         _save(report, results_dir)
     small, full = (report["sizes"][str(n)] for n in sizes[:2])
     report["growth"] = growth(small, full)

@@ -18,7 +18,9 @@ def scale_section(scale: dict) -> list[str]:
         "largest process's peak RSS (MB); `outside` is the share of the machine other processes used meanwhile "
         f"(above 0.15 the absolute times are inflated). Fixed cost of Python + torch + timm: {scale.get('fixed_mb')} MB.",
         "",
-        "| Stage | " + " | ".join(f"{s['images']:,} images ({s['votes']:,} votes): s / MB / outside" for s in sizes)
+        "| Stage | " + " | ".join(f"{s['images']:,} images ({s['votes']:,} votes)"
+                                 + ("" if s.get("complete", True) else ", interrupted") + ": s / MB / outside"
+                                 for s in sizes)
         + " | time exponent | memory growth | flag |",
         "|---|" + "---|" * len(sizes) + "---|---|---|",
     ]
@@ -35,6 +37,9 @@ def scale_section(scale: dict) -> list[str]:
                                          ("memory grows", g.get("memory_grows"))) if on)
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {g.get('time_exponent', '')} | "
                      f"{g.get('memory_growth', '')} | {flag} |")
+    if len(sizes) < 2 or not all(s.get("complete", True) for s in sizes):
+        lines += ["", "**Not the full rehearsal**: the full-size run did not complete (or did not run), so growth from "
+                      "1/10 to full size is not measured yet."]
     steps = [s.get("finetune_steps", {}) for s in sizes]
     lines += ["", "Fine-tuning stage: " + "; ".join(
         f"{s['images']:,} images: {st.get('train_images', '?'):,} training images, setup {st.get('prepare_s')} s, "
