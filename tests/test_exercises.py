@@ -42,6 +42,9 @@ TINY = [
     # The scripts of learning/code/ are named from the repository root, where a reader runs them; the
     # exercises here run in a temporary folder (the lookbehind leaves an already absolute path alone).
     (re.compile(r"(?<![\w./-])learning/code/"), lambda _: f"{REPO.as_posix()}/learning/code/"),
+    # Chapter 7's scripts: fewer split seeds and redrawn scenes (a comma list of seeds, chapter 6's, is left alone).
+    (re.compile(r"--seeds \d+(?![\d,])"), "--seeds 2"),
+    (re.compile(r"--scenes \d+"), "--scenes 1"),
 ]
 EXPECTED = re.compile(r"\*Expected:\*(.*)", re.DOTALL)  # the last paragraph of an exercise
 NAME_IN_BACKTICKS = re.compile(r"`([a-z][a-z0-9]*(?:_[a-z0-9]+)+|monitor|frozen|finetune)`")
