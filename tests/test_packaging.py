@@ -152,14 +152,11 @@ def test_pyproject_ranges_hold_the_locked_versions():
     assert "version" in project["dynamic"] and "version" not in project
     lock = _lock()
     extras = project["optional-dependencies"]
-    for line in project["dependencies"] + extras["dev"] + extras["geo"]:
+    for line in project["dependencies"] + extras["dev"] + extras["geo"] + extras["serve"]:
         req = Requirement(line)
         locked = lock[req.name.lower()]
         assert req.specifier.contains(locked), f"{line} excludes the locked {req.name}=={locked}"
         assert any(s.operator == ">=" for s in req.specifier), f"{line}: no tested lower bound"
-    for line in extras["serve"]:  # declared for a later issue, not installed by `make` yet
-        name = Requirement(line).name.lower()
-        assert name == "jinja2" or name not in lock, f"{name} is in requirements.txt but used by no code"
 
 
 def test_lock_installs_cuda_wheels_on_linux_only():
