@@ -40,6 +40,8 @@ VARIANTS = {
     "cached_5_e6": {"frozen_stages": 5, "augment": "flip", "epochs": 6},
     "cached_6": {"frozen_stages": 6, "augment": "flip"},
     "cached_4_e6": {"frozen_stages": 4, "augment": "flip", "epochs": 6},
+    "cached_5_112": {"frozen_stages": 5, "augment": "flip", "image_size": 112},
+    "cached_5_e6_112": {"frozen_stages": 5, "augment": "flip", "epochs": 6, "image_size": 112},
 }
 PER_STUDY = ("acc_within_1_decile", "spearman", "spearman_truth", "label_spearman_truth")
 KEYS = ("val_spearman", "val_within1", "val_pairwise", "val_loss")

@@ -144,15 +144,18 @@ def test_predictions_equal_the_per_image_pipelines(model, odd_files, tmp_path):
 def test_loader_batches_equal_the_pil_route_exactly(model, odd_files):
     """The uint8 crops predict's loader stacks are, pixel for pixel, what PIL decoding + the uint8 eval transform
     gave before the fast path (open_rgb for every file); with a worker, batches come through the shared ring of
-    buffers, here round it more than once (8 batches, 6 slots), and still arrive intact and in order."""
-    from perceptions.predict.pipeline import CropLoader, ImageItems
+    buffers, here round it more than once (8 batches, 6 slots), and still arrive intact and in order; without
+    one, decoded on one thread or on three at once (ThreadedItems), in order too."""
+    from perceptions.predict.pipeline import CropLoader, ImageItems, ThreadedItems
 
     paths = [str(p) for p, _ in odd_files.values()] * 2
     pre = model.preprocess
     expected = torch.stack([model.crop_transform(open_rgb(p, min_side=pre.decode_side)) for p in paths])
-    for workers in (0, 1):
-        loader = CropLoader(ImageItems(paths, model.crop_transform, pre.decode_side), 2, workers, pre.input_size)
+    for workers, threads in ((0, 1), (0, 3), (1, None)):
+        loader = CropLoader(ImageItems(paths, model.crop_transform, pre.decode_side), 2, workers, pre.input_size,
+                            threads=threads)
         assert (loader.ring is not None) == (workers > 0) and (workers == 0 or len(loader.ring.buffers) == 6)
+        assert isinstance(loader.loader, ThreadedItems) == (threads == 3)
         got, indices = [], []
         for index, batch, failed in loader:
             assert batch.dtype == torch.uint8 and batch.is_contiguous(memory_format=torch.channels_last)
@@ -177,14 +180,15 @@ def test_ring_takes_views_and_failures(model, tmp_path):
         paths += [str(tmp_path / f"{k}.jpg"), str(tmp_path / ("pano.jpg" if k % 2 else "broken.jpg"))]
     pre = model.preprocess
     runs = []
-    for workers in (0, 1):
+    for workers, threads in ((0, 1), (1, None), (0, 3)):
         views = PanoramaViews("auto")
         items = ImageItems(paths, model.crop_transform, pre.decode_side, views, model.crop_transform, pre.resize_size)
-        runs.append([(index, batch.clone(), failed, keys)
-                     for index, batch, failed, keys in CropLoader(items, 2, workers, pre.input_size, collate_views)])
-    assert len(runs[0]) == len(runs[1]) == 5
-    for (i0, b0, f0, k0), (i1, b1, f1, k1) in zip(*runs):
-        assert i0 == i1 and f0 == f1 and k0 == k1 and torch.equal(b0, b1)
+        runs.append([(index, batch.clone(), failed, keys) for index, batch, failed, keys
+                     in CropLoader(items, 2, workers, pre.input_size, collate_views, threads=threads)])
+    assert len(runs[0]) == len(runs[1]) == len(runs[2]) == 5
+    for run in runs[1:]:
+        for (i0, b0, f0, k0), (i1, b1, f1, k1) in zip(runs[0], run):
+            assert i0 == i1 and f0 == f1 and k0 == k1 and torch.equal(b0, b1)
     assert sum(len(k) for _, _, _, k in runs[0]) == 5 + 2 * 4 and sum(len(f) for _, _, f, _ in runs[0]) == 3
 
 

@@ -25,8 +25,8 @@ from perceptions.progress import Progress
 from perceptions.predict.writers import LOCATION_COLUMNS, prediction_columns
 from perceptions.runtime import Precision, choose_device, choose_precision, default_workers
 
-__all__ = ["BatchRing", "CropLoader", "ImageItems", "build_rows", "collate_items", "collate_views", "iter_batches",
-           "pil_to_rgb", "predict_paths", "prediction_columns", "resolve_precision"]
+__all__ = ["BatchRing", "CropLoader", "ImageItems", "ThreadedItems", "build_rows", "collate_items", "collate_views",
+           "iter_batches", "pil_to_rgb", "predict_paths", "prediction_columns", "resolve_precision"]
 
 
 def resolve_precision(device, precision: str = "auto") -> Precision:
@@ -171,12 +171,17 @@ def _ring_collate(collate, ring: BatchRing, samples):
 class CropLoader:
     """The decoding DataLoader of predict over ImageItems: batches of (indices, channels_last uint8 crops or None,
     failures[, view keys]). With workers and no pinned memory the workers stack into a BatchRing (side: the crops'
-    side). persistent: keep the workers from one pass to the next (benchmarks/bench_loading.py)."""
+    side). persistent: keep the workers from one pass to the next (benchmarks/bench_loading.py). Without workers
+    (a CPU's default) a batch's files are decoded on `threads` threads of this process (`ThreadedItems`)."""
 
     def __init__(self, dataset, batch_size: int, num_workers: int, side: int, collate=collate_items,
-                 pin_memory: bool = False, persistent: bool = False, prefetch_factor: int = 4):
+                 pin_memory: bool = False, persistent: bool = False, prefetch_factor: int = 4,
+                 threads: int | None = None):
         self.ring = BatchRing(prefetch_factor * num_workers + 2, batch_size, side) \
             if num_workers and not pin_memory else None
+        if not num_workers and (threads or torch.get_num_threads()) > 1:
+            self.loader = ThreadedItems(dataset, batch_size, collate, threads or torch.get_num_threads())
+            return
         self.loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                                  collate_fn=self.ring.collate(collate) if self.ring else collate,
                                  pin_memory=pin_memory, prefetch_factor=prefetch_factor if num_workers else None,
@@ -184,6 +189,28 @@ class CropLoader:
 
     def __iter__(self):
         return iter(self.loader) if self.ring is None else map(self.ring.batch, self.loader)
+
+
+class ThreadedItems:
+    """In-process batches whose files are decoded on several threads at once, then collated: between two calls of
+    the net, which uses every core, decoding would otherwise run on one. libjpeg-turbo (through PIL or
+    torchvision) and torch's resize kernels release the GIL, so the threads run in parallel; this matters most
+    for large photos, whose entropy-coded data costs a 4000x3000 JPEG ~25 ms even at reduced scale
+    (benchmarks/bench_large_images.py). Batches come in order, as from a DataLoader without workers."""
+
+    def __init__(self, dataset, batch_size: int, collate, threads: int):
+        self.dataset, self.batch_size, self.collate, self.threads = dataset, batch_size, collate, threads
+
+    def __len__(self):
+        return (len(self.dataset) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="decode") as pool:
+            for start in range(0, len(self.dataset), self.batch_size):
+                stop = min(start + self.batch_size, len(self.dataset))
+                yield self.collate(list(pool.map(self.dataset.__getitem__, range(start, stop))))
 
 
 # -------------------------------------------------------------------------------------------- scoring
