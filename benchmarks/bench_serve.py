@@ -134,7 +134,7 @@ def run(quick: bool = False, n_images: int | None = None, requests: int | None =
 
     n_images = n_images or (32 if quick else 192)
     requests = requests or n_images
-    repeats = repeats or (1 if quick else 3)
+    repeats = repeats or (1 if quick else 5)
     city = bench_city()
     paths = city_images(city, n_images)
     bodies = [multipart(Path(p).read_bytes()) for p in paths]
@@ -155,7 +155,8 @@ def run(quick: bool = False, n_images: int | None = None, requests: int | None =
         # Warm-up: the server's first batches (oneDNN kernels for each batch shape) and the page cache.
         load(server.port, bodies, min(requests, 4 * CLIENTS))
         predict_round()
-        times = alternate({"serve": serve_round, "predict": predict_round}, repeats=repeats, warmup=0)
+        # settle: the server's torch threads spin on after a round and would slow predict's next one.
+        times = alternate({"serve": serve_round, "predict": predict_round}, repeats=repeats, warmup=0, settle=1.0)
     finally:
         server.stop()
     # The server's last line: "scored N photo(s) in M model call(s)" over its life (warm-up included).

@@ -48,14 +48,17 @@ def timed(fn):
     return time.perf_counter() - t0, result
 
 
-def alternate(cases: dict, repeats: int, warmup: int = 1) -> dict[str, list[float]]:
+def alternate(cases: dict, repeats: int, warmup: int = 1, settle: float = 0.0) -> dict[str, list[float]]:
     """Seconds of each case (a no-argument callable), `repeats` times each, interleaved with the order reversed
     every round (A B, B A, A B ...) so that a burst of outside load falls on every case alike. The first
-    `warmup` rounds (allocator, oneDNN kernel selection, page cache) are run but not kept."""
+    `warmup` rounds (allocator, oneDNN kernel selection, page cache) are run but not kept. settle: seconds of
+    untimed pause before each case, for cases in other processes whose threads keep spinning for a while after
+    their work (OpenMP's spin-wait) and would otherwise take cores from the next case."""
     names = list(cases)
     times = {name: [] for name in names}
     for round_ in range(warmup + repeats):
         for name in (names if round_ % 2 == 0 else names[::-1]):
+            time.sleep(settle)
             seconds, _ = timed(cases[name])
             if round_ >= warmup:
                 times[name].append(seconds)
