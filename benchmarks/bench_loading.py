@@ -123,6 +123,39 @@ def decode_only(paths, min_side: int, pil: bool = False):
     return go
 
 
+def resize_only(paths, pre):
+    """The eval transform alone (resize and centre crop on uint8) on images decoded beforehand."""
+    from perceptions.data.images import eval_transform, load_rgb
+
+    transform = eval_transform(pre, normalize=False)
+    decoded = [load_rgb(p, min_side=pre.decode_side) for p in dict.fromkeys(paths)]
+    decoded = [decoded[i % len(decoded)] for i in range(len(paths))]
+
+    def go():
+        for image in decoded:
+            transform(image)
+    return go
+
+
+def stack_only(paths, pre):
+    """Stacking crops made beforehand into channels_last uint8 batches, as the worker does into its ring."""
+    import torch
+
+    from perceptions.data.images import eval_transform, load_rgb
+    from perceptions.predict.pipeline import _stack
+
+    transform = eval_transform(pre, normalize=False)
+    crops = [transform(load_rgb(p, min_side=pre.decode_side)) for p in dict.fromkeys(paths)]
+    crops = [crops[i % len(crops)] for i in range(len(paths))]
+    out = torch.empty((BATCH_SIZE, pre.input_size, pre.input_size, 3), dtype=torch.uint8)
+
+    def go():
+        for start in range(0, len(crops), BATCH_SIZE):
+            chunk = crops[start:start + BATCH_SIZE]
+            _stack(chunk, out=out[:len(chunk)])
+    return go
+
+
 def with_worker_cpu(go, seconds: list):
     """`go` (a pass of a loader whose worker ends with the pass), appending the CPU seconds that worker used
     (start-up included): the loader's cost per image whatever else the machine runs, unlike its wall time."""
@@ -153,7 +186,8 @@ def run(quick: bool = False, n_images: int | None = None, repeats: int | None = 
              "ours_in_process": drain(ours_loader(paths, 0)[0], threads=1),
              "original_in_process": drain(original_loader(paths, 0), threads=1),
              "decode_only": decode_only(paths, pre.decode_side),
-             "decode_only_pil": decode_only(paths, pre.decode_side, pil=True)}
+             "decode_only_pil": decode_only(paths, pre.decode_side, pil=True),
+             "resize_only": resize_only(paths, pre), "stack_only": stack_only(paths, pre)}
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if cores > workers:
         cases["ours_all_cores"] = drain(ours_loader(paths, cores, persistent=True)[0])
@@ -199,7 +233,10 @@ def run(quick: bool = False, n_images: int | None = None, repeats: int | None = 
                     "speedup_per_core": per_core,
                     "per_core_bound_by_decoding": decode_bound,
                     "worker_bound_by_decoding": paired_ratio(times["decode_only"], n, times["original"], n),
-                    "share_of_decoding_limit": paired_ratio(times["ours"], n, times["decode_only"], n)},
+                    "share_of_decoding_limit": paired_ratio(times["ours"], n, times["decode_only"], n),
+                    # Where a worker's time goes, ms per image on one thread: what 4x would leave for each step.
+                    "ms_per_image": {name: round(1e3 * median(times[name]) / n, 3) for name in
+                                     ("ours", "original", "decode_only", "resize_only", "stack_only")}},
         "ratio": speedup,
         "ratio_name": f"speedup (ours with {workers} worker(s) / original with 1 worker, workers kept between passes)",
         "target": TARGET,
