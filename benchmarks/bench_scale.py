@@ -20,6 +20,7 @@ above 1.15), or whose peak memory grows with N where it should not (predict, sco
 
     .venv/bin/python -m benchmarks.bench_scale                 # 1/10 and full size (hours on 2 cores)
     .venv/bin/python -m benchmarks.bench_scale --sizes 2000,20000 --out benchmarks/_work/scale_try
+    .venv/bin/python -m benchmarks.bench_scale --only train     # measure one stage again, the others kept
 """
 from __future__ import annotations
 
@@ -85,20 +86,26 @@ def draw_city(n: int, out: Path, reuse: bool) -> dict:
     return result
 
 
-def run_size(n: int, out: Path, reuse: bool, saved=lambda partial: None) -> dict:
+def run_size(n: int, out: Path, reuse: bool, saved=lambda partial: None, only=None, earlier=None) -> dict:
     """Every stage at one size (the city drawn earlier is reused when `reuse`); `saved(partial)` after each stage,
-    so an interrupted run keeps what it measured."""
+    so an interrupted run keeps what it measured. only: re-measure just these stages, keeping the `earlier`
+    report's figures for the others (each re-measured stage records when it ran)."""
     city, work = out / f"city_{n}", out / f"work_{n}"
     logs = work / "logs"
-    if work.exists():
+    if work.exists() and only is None:
         shutil.rmtree(work)
-    logs.mkdir(parents=True)
-    stages = {"synth": draw_city(n, out, reuse)}
+    logs.mkdir(parents=True, exist_ok=True)
+    stages = dict((earlier or {}).get("stages", {})) if only else {}
+    stages["synth"] = stages.get("synth") or draw_city(n, out, reuse)
     votes = sum(1 for _ in open(city / "votes.tsv")) - 1
     commands = stage_commands(city, work, lambda: newest_run(work / "runs"))
     for name, cmd in commands.items():
+        if only is not None and name not in only:
+            continue
         print(f"[scale {n}] {name} ...", flush=True)
         stages[name] = _measured(cmd(), logs / f"{name}.log")
+        if only is not None:
+            stages[name]["remeasured"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         print(f"[scale {n}] {name}: {stages[name]['seconds']} s, peak {stages[name]['maxrss_mb']} MB", flush=True)
         saved({"images": n, "votes": votes, "stages": stages, "complete": False})
     steps = work / "finetune_steps.json"
@@ -159,6 +166,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None, help="results folder (default: benchmarks/, the cities in _work/)")
     parser.add_argument("--no-reuse", action="store_true", help="redraw cities even when already drawn")
     parser.add_argument("--draw-only", action="store_true", help="only draw the cities (kept for a later run)")
+    parser.add_argument("--only", help="comma list of stages to measure again (e.g. train), the other stages' "
+                                       "figures kept from the last run in results.json")
     parser.add_argument("--steps-only", metavar="CITY", help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, default=FINETUNE_STEPS, help=argparse.SUPPRESS)
     parser.add_argument("--json", help=argparse.SUPPRESS)
@@ -174,15 +183,23 @@ def main(argv=None) -> int:
         for n in sizes:
             draw_city(n, cities, reuse=not args.no_reuse)
         return 0
+    only = set(args.only.split(",")) if args.only else None
+    previous = json.loads((results_dir / "results.json").read_text()).get("scale", {}) \
+        if only and (results_dir / "results.json").is_file() else {}
+    if only and not previous:
+        parser.error("--only needs an earlier full run in results.json")
     fixed = peak_rss([sys.executable, "-c", "import torch, timm, perceptions.predict.job"])["maxrss_mb"]
     report = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
               "load_average_start": load_average(), "fixed_mb": fixed, "sizes": {}}
+    if only:  # the run being completed keeps its start, load and fixed cost; the stages say when they ran again
+        report = {**previous, "sizes": dict(previous["sizes"]), "remeasured": sorted(only)}
     for n in sizes:
         def saved(partial, n=n):
             report["sizes"][str(n)] = partial
             _save(report, results_dir)
 
-        report["sizes"][str(n)] = run_size(n, cities, reuse=not args.no_reuse, saved=saved)
+        report["sizes"][str(n)] = run_size(n, cities, reuse=not args.no_reuse, saved=saved, only=only,
+                                           earlier=previous.get("sizes", {}).get(str(n)))
         _save(report, results_dir)
     small, full = (report["sizes"][str(n)] for n in sizes[:2])
     report["growth"] = growth(small, full)

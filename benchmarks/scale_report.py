@@ -31,7 +31,8 @@ def scale_section(scale: dict) -> list[str]:
             st = s["stages"].get(name)
             cells.append("" if st is None else
                          f"{st['seconds']:.0f} / {st['maxrss_mb']:.0f} / {st.get('outside_cpu_share', 0):.2f}"
-                         + (" (drawn earlier)" if st.get("reused") else ""))
+                         + (" (drawn earlier)" if st.get("reused") else "")
+                         + (f" (measured again {st['remeasured'][:16]})" if st.get("remeasured") else ""))
         g = growth.get(name, {})
         flag = ", ".join(f for f, on in (("superlinear", g.get("superlinear")),
                                          ("memory grows", g.get("memory_grows"))) if on)

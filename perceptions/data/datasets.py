@@ -110,12 +110,22 @@ class CachedFeatures:
     @torch.inference_mode()
     def compute(cls, features_fn, loader, device, progress=None) -> "CachedFeatures":
         """Run `features_fn` (images -> pooled features; the backbone in eval mode) once over an unshuffled
-        loader of ImageScores."""
-        feats, targets, oks = [], [], []
+        loader of ImageScores. Each batch is copied into one table made at the first batch, not kept as a piece
+        to concatenate at the end: small long-lived pieces between the big short-lived activations fragment the
+        heap, and the concatenation would need the table's memory twice."""
+        n = len(loader.dataset)
+        start, feats, targets, oks = 0, None, None, torch.zeros(n, dtype=torch.bool)
         for x, t, ok in loader:
-            feats.append(features_fn(x.to(device, non_blocking=True)).float().cpu())
-            targets.append(t)
-            oks.append(torch.as_tensor(ok, dtype=torch.bool))
+            f = features_fn(x.to(device, non_blocking=True)).float().cpu()
+            if feats is None:
+                feats = torch.empty((n, f.shape[1]), dtype=torch.float32)
+                targets = torch.empty((n, *t.shape[1:]), dtype=t.dtype)
+            stop = start + len(f)
+            feats[start:stop], targets[start:stop] = f, t
+            oks[start:stop] = torch.as_tensor(ok, dtype=torch.bool)
+            start = stop
             if progress is not None:
                 progress.update(len(x))
-        return cls(torch.cat(feats), torch.cat(targets), torch.cat(oks))
+        if feats is None:  # no images: an empty table, as torch.cat of nothing cannot give
+            raise ValueError("CachedFeatures.compute: the loader has no images")
+        return cls(feats[:start], targets[:start], oks[:start])
