@@ -126,6 +126,6 @@ class CachedFeatures:
             start = stop
             if progress is not None:
                 progress.update(len(x))
-        if feats is None:  # no images: an empty table, as torch.cat of nothing cannot give
+        if feats is None:  # an empty loader (torch.cat of no pieces failed here before, too)
             raise ValueError("CachedFeatures.compute: the loader has no images")
         return cls(feats[:start], targets[:start], oks[:start])
