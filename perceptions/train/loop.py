@@ -47,7 +47,12 @@ def train(config: TrainConfig, should_stop=None) -> Path:
     """
     owns_group = runtime.init_distributed(config.device)  # under torchrun; a no-op in one process
     try:
-        return _train(config, should_stop)
+        run_dir = _train(config, should_stop)
+        # Every rank leaves together: a rank that destroyed the group while rank 0 was still writing the package
+        # could abort in gloo's teardown ("terminate called without an active exception"). Not after an error,
+        # when the other ranks may never arrive.
+        runtime.barrier()
+        return run_dir
     finally:
         if owns_group:
             torch.distributed.destroy_process_group()
