@@ -163,6 +163,10 @@ def test_loader_batches_equal_the_pil_route_exactly(model, odd_files):
             got.append(batch.clone())
             indices += index
         assert indices == list(range(len(paths))) and torch.equal(torch.cat(got), expected)
+    # Batches for a GPU are pinned by the DataLoader, so they do not take the threaded route.
+    pinned = CropLoader(ImageItems(paths, model.crop_transform, pre.decode_side), 2, 0, pre.input_size,
+                        pin_memory=True, threads=3)
+    assert not isinstance(pinned.loader, ThreadedItems)
 
 
 def test_ring_takes_views_and_failures(model, tmp_path):

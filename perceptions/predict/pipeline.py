@@ -172,14 +172,15 @@ class CropLoader:
     """The decoding DataLoader of predict over ImageItems: batches of (indices, channels_last uint8 crops or None,
     failures[, view keys]). With workers and no pinned memory the workers stack into a BatchRing (side: the crops'
     side). persistent: keep the workers from one pass to the next (benchmarks/bench_loading.py). Without workers
-    (a CPU's default) a batch's files are decoded on `threads` threads of this process (`ThreadedItems`)."""
+    (a CPU's default) a batch's files are decoded on `threads` threads of this process (`ThreadedItems`); with
+    pinned memory (a GPU) the DataLoader pins the batches as before."""
 
     def __init__(self, dataset, batch_size: int, num_workers: int, side: int, collate=collate_items,
                  pin_memory: bool = False, persistent: bool = False, prefetch_factor: int = 4,
                  threads: int | None = None):
         self.ring = BatchRing(prefetch_factor * num_workers + 2, batch_size, side) \
             if num_workers and not pin_memory else None
-        if not num_workers and (threads or torch.get_num_threads()) > 1:
+        if not num_workers and not pin_memory and (threads or torch.get_num_threads()) > 1:
             self.loader = ThreadedItems(dataset, batch_size, collate, threads or torch.get_num_threads())
             return
         self.loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
