@@ -168,6 +168,9 @@ def with_worker_cpu(go, seconds: list):
 
 
 def run(quick: bool = False, n_images: int | None = None, repeats: int | None = None, passes: int = 4) -> dict:
+    from perceptions.runtime import keep_freed_memory
+
+    keep_freed_memory()  # as `load_model` does in predict's process: batches reuse freed heap memory (section 2)
     n_images = n_images or (64 if quick else 256)
     repeats = repeats or (1 if quick else 3)
     city = bench_city()

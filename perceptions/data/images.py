@@ -8,6 +8,7 @@ files, 100-megapixel panoramas) into a plain 8-bit RGB PIL image, or raises `Ima
 from __future__ import annotations
 
 import math
+import stat
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from perceptions.data.jpeg_header import read_jpeg_header
 from perceptions.errors import DataError, PerceptionsError
 
 # Above this many pixels an image is refused as a likely decompression bomb (PIL's own hard limit is ~179 MP).
@@ -32,6 +34,9 @@ SOURCE, FULL_SIZE, CROPPED = "perceptions.source", "perceptions.full_size", "per
 # on the real images in tests/fixtures/placepulse, the logo's glyphs span rows 274..295 (of 0..299) and the
 # copyright text rows 289..298; 28 rows (272..299) removes the strip and the JPEG block row it starts in.
 PLACEPULSE_LOGO_ROWS = 28
+
+# A JPEG's header (with its EXIF block) is read from this many first bytes; a longer one goes PIL's way.
+HEADER_BYTES = 65536
 
 _INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "box", "hamming", "lanczos")
 
@@ -62,14 +67,17 @@ def load_rgb(path, max_pixels: int = MAX_PIXELS, min_side: int | None = None):
 def _read(path, max_pixels: int, min_side: int | None, as_tensor: bool):
     path = Path(path)
     try:
-        if path.stat().st_size == 0:
-            raise ImageError(path, "empty file (0 bytes)")
+        info = path.stat()
     except FileNotFoundError:
         raise ImageError(path, "no such file") from None
     except OSError as e:  # permission denied, symlink loop, name too long...
         raise ImageError(path, f"cannot read ({e.strerror or e})") from None
-    if path.is_dir():
+    if stat.S_ISDIR(info.st_mode):
         raise ImageError(path, "is a folder, not an image")
+    if info.st_size == 0:
+        raise ImageError(path, "empty file (0 bytes)")
+    if as_tensor and (pixels := _plain_jpeg(path, max_pixels, min_side)) is not None:
+        return pixels
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the max_pixels check below says it
@@ -80,8 +88,10 @@ def _read(path, max_pixels: int, min_side: int | None, as_tensor: bool):
                                            "(refused as a possible decompression bomb)")
                 target = _draft_target(img.size, min_side) if img.format == "JPEG" else None
                 if as_tensor and img.format == "JPEG" and target is None and img.mode in ("RGB", "L") and \
-                        _orientation(img) in (1, None) and (pixels := _decode_jpeg(img.fp)) is not None:
-                    return pixels
+                        _orientation(img) in (1, None):
+                    img.fp.seek(0)
+                    if (pixels := _decode_jpeg(img.fp.read())) is not None:
+                        return pixels
                 if target is not None:  # CMYK and gray JPEGs keep their own mode; only the scale is requested
                     img.draft(img.mode if img.mode in ("L", "CMYK") else "RGB", target)
                 img.load()
@@ -103,17 +113,33 @@ def _read(path, max_pixels: int, min_side: int | None, as_tensor: bool):
         raise ImageError(path, f"truncated or corrupt image ({e})") from None
 
 
-def _decode_jpeg(file):
-    """A whole JPEG file -> RGB uint8 (3, H, W) tensor by torchvision's decoder; None if that fails (PIL then
-    decodes it, and words any error as open_rgb does). Called as its operator: `torchvision.io.decode_jpeg`,
+def _plain_jpeg(path: Path, max_pixels: int, min_side: int | None):
+    """A JPEG that needs nothing but decoding (full scale, upright as stored, gray or colour, within max_pixels),
+    judged from its header bytes alone -> uint8 (3, H, W) tensor; None for any other file or any doubt, and when
+    decoding fails: PIL's route then reads the file and words the error."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(HEADER_BYTES)
+            header = read_jpeg_header(head)
+            if header is None or header.orientation != 1 or header.components not in (1, 3) or \
+                    header.width * header.height > max_pixels or \
+                    _draft_target((header.width, header.height), min_side) is not None:
+                return None
+            return _decode_jpeg(head + f.read())
+    except OSError:
+        return None
+
+
+def _decode_jpeg(data: bytes):
+    """A whole JPEG file's bytes -> RGB uint8 (3, H, W) tensor by torchvision's decoder; None if that fails (PIL
+    then decodes it, and words any error as open_rgb does). Called as its operator: `torchvision.io.decode_jpeg`,
     deprecated for TorchCodec since torchvision 0.29, warns at every call."""
     try:
         import torch
         from torchvision.io import image  # loads torchvision's image operators
 
-        file.seek(0)
-        data = torch.frombuffer(bytearray(file.read()), dtype=torch.uint8)
-        return torch.ops.image.decode_jpeg(data, image.ImageReadMode.RGB.value, False)
+        pixels = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        return torch.ops.image.decode_jpeg(pixels, image.ImageReadMode.RGB.value, False)
     except Exception:  # noqa: BLE001 - a broken file, or a torchvision without the operator
         return None
 

@@ -20,7 +20,7 @@ from perceptions.errors import PerceptionsError
 from perceptions.nets.package import META_FILE, WEIGHTS_FILE, load_package
 from perceptions.predict.inference import NetForward, PredictionDeciles, to_deciles, to_scores
 from perceptions.predict.pipeline import predict_paths
-from perceptions.runtime import choose_device
+from perceptions.runtime import choose_device, keep_freed_memory
 
 # Where the model comes from when no path is given (`resolve_model_dir`): this environment variable, else the
 # shipped model: inside an installed package (setup.py copies the repository's model/ into the wheel as
@@ -166,4 +166,8 @@ def load_model(path=None, device="cpu") -> PerceptionModel:
             raise
         raise PerceptionsError(f"{MODEL_ENV}={named}: {exc}") from None
     net = net.to(dev).to(memory_format=torch.channels_last)
+    # Scoring allocates the same large buffers batch after batch (a normalised batch of 64 at 128 px is 12.6 MB,
+    # the activations more); glibc would return each to the OS and page-fault it back in for the next batch,
+    # which more than halved predict's speed on a CPU (benchmarks/RESULTS.md, section 2).
+    keep_freed_memory()
     return PerceptionModel(net=net, meta=meta, device=dev, path=folder)
