@@ -503,3 +503,39 @@ def test_a_frozen_stage_count_the_backbone_lacks_is_one_line_before_anything_is_
     assert_one_line_error(code, err)
     assert "--frozen-stages 9" in err and "8 stages" in err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+@pytest.mark.parametrize("changes, route", [
+    (dict(epochs=0, freeze_epochs=1), "features"),                                 # head-only run
+    (dict(epochs=1, freeze_epochs=1, frozen_stages=5, augment="flip"), "maps"),    # later stages fine-tuned
+])
+def test_decile_edges_from_the_run_caches_match_decoding_the_images(tiny_city, tmp_path, monkeypatch, changes,
+                                                                    route):
+    """The decile edges are fitted on the training split's outputs taken from the run's own caches (frozen
+    features, early-stage maps) instead of decoding every training image again: the same outputs as the decoded
+    route, to the maps' float16 rounding."""
+    from perceptions.train import finish
+    from perceptions.train.loop import train
+
+    real, seen = finish.cached_train_outputs, []
+
+    def checked(net, config, device, precision, cached, n_train, as_cached):
+        outputs = real(net, config, device, precision, cached, n_train, as_cached)
+        assert outputs is not None, "the run's caches were not used"
+        seen.append("maps" if "stage_cache" in cached else "features")
+        data = net_data[0]
+        _, decoded = finish.split_scores(net, preprocess[0], data, config, device, precision, "train")
+        np.testing.assert_allclose(finish.to_scores(outputs), decoded, atol=2e-3 if route == "maps" else 1e-4)
+        return outputs
+
+    net_data, preprocess = [], []
+    real_fit = finish.fit_prediction_deciles
+
+    def fit(net, pre, data, *args, **kwargs):
+        net_data.append(data)
+        preprocess.append(pre)
+        return real_fit(net, pre, data, *args, **kwargs)
+    monkeypatch.setattr(finish, "cached_train_outputs", checked)
+    monkeypatch.setattr(finish, "fit_prediction_deciles", fit)
+    train(tiny_config(tiny_city, tmp_path, **changes))
+    assert seen == [route]

@@ -6,7 +6,8 @@ Predicted deciles: predictions shrink towards the mean, so the label decile edge
 1 and 10 nearly empty. The edges applied to predictions are the 10%..90% quantiles of the best model's own
 predictions on the training split (`PredictionDeciles`, stored in the package as meta["prediction_deciles"]), so
 each predicted decile holds about a tenth of the training images, as each label decile does. This costs one
-more inference pass over the training images.
+more inference pass over the training images: over their cached early-stage maps or backbone features when the
+run has them and they still hold (`cached_train_outputs`), else over the decoded images.
 
 Test scores are made the way `perceptions predict` makes them (the one inference path, then `to_scores` and
 `to_deciles`) and scored by the same `evaluate_predictions` call `perceptions evaluate` uses, so the numbers here
@@ -32,7 +33,8 @@ from perceptions.train import run_folder as rf
 from perceptions.train.checkpoint import load_checkpoint
 from perceptions.train.config import TrainConfig
 from perceptions.train.prepare import TrainData, data_summary
-from perceptions.train.validation import predict_dataset, prediction_frame
+from perceptions.train.stage_cache import LaterStages, predict_maps
+from perceptions.train.validation import predict_dataset, predict_features, prediction_frame
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +48,35 @@ def split_scores(net, preprocess, data: TrainData, config: TrainConfig, device, 
     return rows, to_scores(predict_dataset(net, images, config, device, precision, desc or split))
 
 
-def fit_prediction_deciles(net, preprocess, data: TrainData, config: TrainConfig, device, precision
-                           ) -> PredictionDeciles | None:
+def fit_prediction_deciles(net, preprocess, data: TrainData, config: TrainConfig, device, precision,
+                           cached: dict | None = None, backbone_as_cached: bool = False) -> PredictionDeciles | None:
     """Decile edges of the model's own predictions on the training split (None without training images). Per
     study only the images rated for it count, the images the label edges (Scaling) were fitted on."""
     if not data.rows("train").size:
         return None
-    rows, scores = split_scores(net, preprocess, data, config, device, precision, "train", "train deciles")
+    rows = data.rows("train")
+    outputs = cached_train_outputs(net, config, device, precision, cached or {}, len(rows), backbone_as_cached)
+    if outputs is None:
+        rows, scores = split_scores(net, preprocess, data, config, device, precision, "train", "train deciles")
+    else:
+        scores = to_scores(outputs)
     return PredictionDeciles.fit(np.where(np.isfinite(data.targets[rows]), scores, np.nan), data.studies)
+
+
+def cached_train_outputs(net, config: TrainConfig, device, precision, cached: dict, n_train: int,
+                         backbone_as_cached: bool) -> np.ndarray | None:
+    """The net's outputs on the training images from what the run cached, when that is the same net on the same
+    pictures (the eval transform, image by image, as split_scores decodes them): the early-stage maps, whose
+    frozen stages fine-tuning never changes, or the pooled features, while the backbone is still the one they
+    were computed with (`backbone_as_cached`). None: decode the images again. Decoding the training split was a
+    third of `train --epochs 0`'s time on Place Pulse's 110k images (benchmarks/RESULTS.md, full-size rehearsal).
+    The caches hold train rows first (phases.build_phase)."""
+    if "stage_cache" in cached:
+        later = LaterStages(net, precision, config.frozen_stages)
+        return predict_maps(later, cached["stage_cache"].maps[0, :n_train], device)
+    if "features" in cached and backbone_as_cached:
+        return predict_features(net, cached["features"].features[:n_train].to(device))
+    return None
 
 
 def test_predictions(net, preprocess, data: TrainData, config: TrainConfig, device, precision,
@@ -74,7 +97,9 @@ def test_predictions(net, preprocess, data: TrainData, config: TrainConfig, devi
 
 
 def finish_run(run_dir: Path, net, preprocess, data: TrainData, config: TrainConfig, device, precision,
-               timings: dict, started: float) -> dict:
+               timings: dict, started: float, cached: dict | None = None) -> dict:
+    """cached: what the phases cached in this process (build_phase's `shared`), which spares decoding the
+    training images again for the decile edges."""
     best_epoch = None
     if (run_dir / rf.BEST).is_file():
         best = load_checkpoint(run_dir / rf.BEST)
@@ -83,7 +108,10 @@ def finish_run(run_dir: Path, net, preprocess, data: TrainData, config: TrainCon
     net.eval()
     t0 = time.perf_counter()
     log.info("fitting the predicted-decile edges on the training split...")
-    deciles = fit_prediction_deciles(net, preprocess, data, config, device, precision)
+    # The backbone is still the pretrained one the features were computed with when the kept weights are a
+    # head-only epoch's, or when no fine-tuning epoch ran.
+    as_cached = best_epoch <= config.freeze_epochs if best_epoch is not None else config.epochs == 0
+    deciles = fit_prediction_deciles(net, preprocess, data, config, device, precision, cached, as_cached)
     timings["train_deciles_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     metrics, plots = {}, []

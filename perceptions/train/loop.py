@@ -116,7 +116,7 @@ def _train(config: TrainConfig, should_stop=None) -> Path:
         state.update({k: resume_state[k] for k in state if k in resume_state})
         log.info(f"resuming after epoch {state['epoch']}" + (f", step {state['pos']}" if state["pos"] else ""))
 
-    shared = {}  # what the phases share: the early-stage cache (stage_cache.py)
+    shared = {}  # what the phases cache (early-stage maps, backbone features), shared with finish_run
     with StopRequest(should_stop) as stop:
         for phase, first, last in config.phases():
             if last < first or state["epoch"] >= last or state["stopped_early"] == phase:
@@ -127,7 +127,7 @@ def _train(config: TrainConfig, should_stop=None) -> Path:
             timings[f"{phase}_s"] = timings.get(f"{phase}_s", 0.0) + time.perf_counter() - t_phase
 
     runtime.barrier()  # rank 0's checkpoints and metrics are on disk before any rank reads them
-    finish_run(run_dir, net, preprocess, data, config, device, precision, timings, started)
+    finish_run(run_dir, net, preprocess, data, config, device, precision, timings, started, shared)
     return run_dir
 
 

@@ -85,6 +85,7 @@ def build_phase(phase: str, net, data: TrainData, preprocess, config: TrainConfi
                                           for t in (cached.features, cached.targets, cached.ok)))
             timings["features_s"] = time.perf_counter() - t0
             log.info(f"backbone features of {len(rows)} images in {timings['features_s']:.1f} s")
+        shared["features"] = cached  # train rows first: finish_run may fit the decile edges on them
         # Every rank runs the same head steps on the whole global batch (cheap; no gradient exchange).
         source = FeatureBatches(cached, rows, order_fn(len(pairs) if pairs is not None else 0),
                                 config.head_batch_size * runtime.world_size(), pairs, device)

@@ -73,26 +73,40 @@ class StageCache:
         was_training = net.training
         net.eval()
         mine = runtime.shard(images)
-        views, pooled, targets, oks = [], [], [], []
+        n, start = len(mine), 0
+        maps = pooled = targets = None
+        oks = torch.zeros(n, dtype=torch.bool)
         loader = DataLoader(mine, batch_size=batch_size, num_workers=workers)
-        with Progress(len(mine), "early stages and features", enabled=progress,
+        # Each batch goes straight into tables made at the first batch, maps already (V, N, ...): no pieces to
+        # concatenate and transpose at the end, which needed the maps' memory three times over (2 GB of maps
+        # for Place Pulse's ~100k training and validation images at 128 px), and no small long-lived pieces
+        # between the big activations to fragment the heap (CachedFeatures.compute does the same).
+        with Progress(n, "early stages and features", enabled=progress,
                       quiet=not runtime.is_main_process()) as bar:
             for x, t, ok in loader:
                 x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
                 with precision.context():
                     plain = prefix(x)
                     mirrored = [prefix(torch.flip(x, dims=[3]))] if flips else []
-                    pooled.append(suffix(plain).float().cpu())
-                views.append(torch.stack([m.to(MAP_DTYPE).cpu() for m in (plain, *mirrored)], dim=1))
-                targets.append(t)
-                oks.append(torch.as_tensor(ok, dtype=torch.bool))
+                    features = suffix(plain).float().cpu()
+                if maps is None:
+                    maps = torch.empty((1 + len(mirrored), n, *plain.shape[1:]), dtype=MAP_DTYPE)
+                    pooled = torch.empty((n, features.shape[1]), dtype=torch.float32)
+                    targets = torch.empty((n, *t.shape[1:]), dtype=t.dtype)
+                stop = start + len(x)
+                for v, m in enumerate((plain, *mirrored)):
+                    maps[v, start:stop] = m.to(MAP_DTYPE).cpu()
+                pooled[start:stop], targets[start:stop] = features, t
+                oks[start:stop] = torch.as_tensor(ok, dtype=torch.bool)
+                start = stop
                 bar.update(len(x))
         net.train(was_training)
-        parts = [torch.cat(p) for p in (views, pooled, targets, oks)]
-        if runtime.is_distributed():
-            parts = [runtime.gather_rows(p, len(rows)) for p in parts]
-        maps, pooled, targets, oks = parts
-        return cls(maps.transpose(0, 1).contiguous(), pooled, targets, oks, np.asarray(rows))
+        if maps is None:
+            raise ValueError("StageCache.compute: no images")
+        if runtime.is_distributed():  # every rank gets every rank's rows, in order
+            maps = runtime.gather_rows(maps.transpose(0, 1).contiguous(), len(rows)).transpose(0, 1).contiguous()
+            pooled, targets, oks = (runtime.gather_rows(p, len(rows)) for p in (pooled, targets, oks))
+        return cls(maps, pooled, targets, oks, np.asarray(rows))
 
     @property
     def megabytes(self) -> float:
