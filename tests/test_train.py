@@ -539,3 +539,17 @@ def test_decile_edges_from_the_run_caches_match_decoding_the_images(tiny_city, t
     monkeypatch.setattr(finish, "fit_prediction_deciles", fit)
     train(tiny_config(tiny_city, tmp_path, **changes))
     assert seen == [route]
+
+
+def test_the_recipe_freezes_stages_only_on_the_backbones_it_was_measured_on(tiny_city, tmp_path):
+    """--frozen-stages unset: 5 for EfficientNet-Lite (the measured recipe), 0 for any other backbone, so
+    `--backbone convnext_tiny` works without the flag; a typed value wins; the run records the number."""
+    from perceptions.train.loop import train
+
+    assert TrainConfig(data="x").frozen_stage_count == 5
+    assert TrainConfig(data="x", backbone="efficientnet_lite2").frozen_stage_count == 5
+    assert TrainConfig(data="x", backbone="resnet50").frozen_stage_count == 0
+    assert TrainConfig(data="x", backbone="convnext_tiny").frozen_stage_count == 0
+    assert TrainConfig(data="x", frozen_stages=0).frozen_stage_count == 0
+    run = train(tiny_config(tiny_city, tmp_path, epochs=0, freeze_epochs=1))
+    assert json.loads((run / "config.json").read_text())["config"]["frozen_stages"] == 5

@@ -2,7 +2,8 @@
 
 The demo draws (or reuses) the default synthetic city and trains with `perceptions train`'s defaults, which are
 the measured recipe (perceptions/train/config.py): the backbone's features are computed once and a head is
-trained on them, then the whole net is fine-tuned for a few epochs at a reduced image size.
+trained on them, then the backbone's later stages are fine-tuned for a few epochs at a reduced image size, on
+the cached output of its first stages.
 """
 from __future__ import annotations
 
@@ -81,9 +82,9 @@ def run_demo(data_dir="input/synthetic", out="outputs/runs", recipe: dict | None
     # `perceptions train --data DIR` trains the same way; `recipe` overrides some of them (tests, benchmarks).
     config = TrainConfig(data=str(folder), out=str(out), device=device, progress=progress, **(recipe or {}))
     say(machine_line(config))
-    tuned = (f"the backbone's later stages (its first {config.frozen_stages} stages stay as pretrained"
+    tuned = (f"the backbone's later stages (its first {config.frozen_stage_count} stages stay as pretrained"
              + (", their output cached once per image and mirror image)" if stage_cache_used(config) else ")")
-             if config.frozen_stages else "the whole net")
+             if config.frozen_stage_count else "the whole net")
     say(f"[2/3] training {config.backbone} on all six studies at {config.image_size} px: {config.freeze_epochs} "
         f"epochs of the head on backbone features computed once, then {config.epochs} epochs fine-tuning "
         f"{tuned} (a few minutes on 2 CPU cores)")

@@ -5,12 +5,18 @@ can tell whether a folder was made from the same data, backbone and studies.
 
 The defaults are the recipe `make demo` trains with, chosen by measurement on 2 CPU cores: EfficientNet-Lite0
 at 128 px keeping the whole picture height (crop_pct 1.0; fine-tuning costs about a third of 224 px per image),
-3 head-only epochs on backbone features computed once, then 8 epochs fine-tuning the whole net at the full
-learning rate with the backbone's batch-norm statistics kept as pretrained (small batches estimate them badly),
-mild random crops (60-100% of the picture) and flips, and the regression and ranking losses together. fp32 on a
-CPU (bf16 autocast only pays at 224 px and above, and only with native bf16), autocast on CUDA. The
-measurements behind these choices are in benchmarks/RESULTS.md; `perceptions train --data DIR` with no other
-flag trains exactly as `make demo` does.
+3 head-only epochs on backbone features computed once, then 6 epochs fine-tuning the backbone's later stages at
+the full learning rate: its first 5 of 8 stages stay as pretrained and their output for each image and its
+mirror image is computed once, in the same pass as the features (perceptions/train/stage_cache.py), with the
+batch-norm statistics kept as pretrained (small batches estimate them badly), flips as the only augmentation,
+and the regression and ranking losses together. That costs about a third of fine-tuning the whole net for 8
+epochs on random crops (the recipe before), which a 2-core machine without native bf16 needed 12 minutes for;
+on the validation split it keeps the model's Spearman with the truth above the crowd labels' at both seeds
+tried and loses about 0.01 of Spearman and of +-1 decile accuracy (benchmarks/recipe_validation.json:
+`defaults` against `whole_net_crop`). fp32 on a CPU (bf16 autocast only pays at 224 px and above, and only with
+native bf16), autocast on CUDA. The measurements behind these choices are in benchmarks/RESULTS.md;
+`perceptions train --data DIR` with no other flag trains exactly as `make demo` does, and `--frozen-stages 0
+--augment crop --epochs 8` trains the whole net as before.
 """
 from __future__ import annotations
 
@@ -27,6 +33,10 @@ log = logging.getLogger(__name__)
 
 LOSSES = ("regression", "ranking", "both")
 DEVICES = ("auto", "cpu", "cuda")
+# The recipe's frozen backbone stages, by backbone family: EfficientNet-Lite has 8 (the stem, 7 block groups) and
+# the recipe keeps the first 5 as pretrained (perceptions/train/stage_cache.py says why). Other backbones were not
+# measured: by default they fine-tune every stage.
+RECIPE_FROZEN_STAGES = {"efficientnet_lite": 5}
 # Validation metrics a run can select its best epoch on, and whether higher is better.
 MONITORS = {"val_spearman": "max", "val_loss": "min", "val_within1": "max", "val_pairwise": "max"}
 
@@ -38,7 +48,7 @@ class TrainConfig:
     backbone: str = "efficientnet_lite0"
     weights: str = "packaged"            # packaged | hub | none | PATH
     init_model: str | None = None        # start from this model package's weights (train/init_model.py)
-    epochs: int = 8                      # fine-tuning epochs (after the frozen ones)
+    epochs: int = 6                      # fine-tuning epochs (after the frozen ones)
     freeze_epochs: int = 3               # head-only epochs on cached backbone features, run first
     batch_size: int = 32
     lr: float = 1e-3                     # head learning rate; the backbone gets lr * backbone_lr_mult
@@ -48,9 +58,10 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_frac: float = 0.05            # share of the steps of a phase spent warming the lr up
     grad_clip: float = 1.0
-    augment: str = "crop"                # fine-tuning augmentation: crop (+flip), flip, none
+    augment: str = "flip"                # fine-tuning augmentation: crop (+flip), flip, none
     freeze_bn: bool = True               # keep the backbone's batch-norm statistics fixed while fine-tuning
-    frozen_stages: int = 0               # leading backbone stages (stem, block groups) left as pretrained
+    frozen_stages: int | None = None     # leading backbone stages (stem, block groups) left as pretrained;
+                                         # None: the recipe's for the backbone (frozen_stage_count)
     cache_stages: bool = True            # compute the frozen stages once per image and flip (augment flip/none)
     image_size: int | None = 128         # None: the size the backbone's weights were trained at
     crop_pct: float | None = 1.0         # share of the shorter side kept by the centre crop; None: the weights'
@@ -103,11 +114,20 @@ class TrainConfig:
             (self.max_images is None or self.max_images >= 2, "--max-images must be >= 2"),
             (self.workers is None or self.workers >= 0, "--workers must be >= 0"),
             (self.patience >= 0, "--patience must be >= 0"),
-            (isinstance(self.frozen_stages, int) and self.frozen_stages >= 0, "--frozen-stages must be >= 0"),
+            (self.frozen_stages is None or isinstance(self.frozen_stages, int) and self.frozen_stages >= 0,
+             "--frozen-stages must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:
                 raise PerceptionsError(message)
+
+    @property
+    def frozen_stage_count(self) -> int:
+        """--frozen-stages as given, or the recipe's for this backbone: the stages it was measured with on the
+        EfficientNet-Lite family (RECIPE_FROZEN_STAGES), none for any other backbone (fine-tune it all)."""
+        if self.frozen_stages is not None:
+            return self.frozen_stages
+        return next((k for family, k in RECIPE_FROZEN_STAGES.items() if self.backbone.startswith(family)), 0)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -173,7 +193,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       help="keep the backbone's batch-norm statistics as pretrained while fine-tuning (small batches)")
     a("--frozen-stages", type=int, default=d.frozen_stages, metavar="K",
       help="fine-tune only the backbone's later stages: its first K (the stem, then block groups; "
-      "EfficientNet-Lite0 has 8) stay as pretrained, so backward stops where they end")
+      "EfficientNet-Lite0 has 8) stay as pretrained, so backward stops where they end; 0 fine-tunes them all "
+      "(default: 5 for the EfficientNet-Lite backbones, the measured recipe; 0 for any other)")
     a("--cache-stages", action=argparse.BooleanOptionalAction, default=d.cache_stages,
       help="with --frozen-stages, compute the frozen stages' output once per image and per flip instead of "
       "every epoch (needs --augment flip or none; with crop they run live, without a backward pass)")

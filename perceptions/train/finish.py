@@ -72,7 +72,7 @@ def cached_train_outputs(net, config: TrainConfig, device, precision, cached: di
     third of `train --epochs 0`'s time on Place Pulse's 110k images (benchmarks/RESULTS.md, full-size rehearsal).
     The caches hold train rows first (phases.build_phase)."""
     if "stage_cache" in cached:
-        later = LaterStages(net, precision, config.frozen_stages)
+        later = LaterStages(net, precision, config.frozen_stage_count)
         return predict_maps(later, cached["stage_cache"].maps[0, :n_train], device)
     if "features" in cached and backbone_as_cached:
         return predict_features(net, cached["features"].features[:n_train].to(device))

@@ -66,6 +66,7 @@ def _train(config: TrainConfig, should_stop=None) -> Path:
         run_dir, config, resume_state = open_resume(config)
     if config.init_model:  # the package's backbone and input size: its weights expect them (init_model.py)
         config = init_config(config)
+    config = config.replace(frozen_stages=config.frozen_stage_count)  # recorded as a number in config.json
     data = prepare_data(config)
     watch = check_monitor(data, config)  # False: no validation images, the last epoch is the model
     device = runtime.choose_device(config.device)
@@ -84,8 +85,8 @@ def _train(config: TrainConfig, should_stop=None) -> Path:
         preprocess = dataclasses.replace(preprocess, crop_pct=float(config.crop_pct))
     if config.crop_bottom:  # recorded in the package, so predict and evaluate cut the same strip
         preprocess = dataclasses.replace(preprocess, crop_bottom=int(config.crop_bottom))
-    if config.frozen_stages:  # a count the backbone does not have stops the run before anything is written
-        split_backbone(net.backbone, config.frozen_stages)
+    if config.frozen_stage_count:  # a count the backbone does not have stops the run before anything is written
+        split_backbone(net.backbone, config.frozen_stage_count)
     net = net.to(device).to(memory_format=torch.channels_last)
     timings["prepare_s"] = time.perf_counter() - started
     if run_dir is None:

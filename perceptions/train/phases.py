@@ -56,10 +56,10 @@ def build_phase(phase: str, net, data: TrainData, preprocess, config: TrainConfi
             t0 = time.perf_counter()
             rows = np.concatenate([train_rows, val_rows])
             shared["stage_cache"] = StageCache.compute(
-                net, config.frozen_stages, images(rows, eval_transform(preprocess)), rows, config.augment == "flip",
+                net, config.frozen_stage_count, images(rows, eval_transform(preprocess)), rows, config.augment == "flip",
                 device, precision, max(64, config.batch_size), config.workers, config.progress)
             timings["features_s"] = timings.get("features_s", 0.0) + time.perf_counter() - t0
-            log.info(f"early stages ({config.frozen_stages}) and features of {len(rows)} images in "
+            log.info(f"early stages ({config.frozen_stage_count}) and features of {len(rows)} images in "
                      f"{time.perf_counter() - t0:.1f} s; cached maps {shared['stage_cache'].megabytes:.0f} MB")
         return shared["stage_cache"]
 
@@ -105,13 +105,13 @@ def build_phase(phase: str, net, data: TrainData, preprocess, config: TrainConfi
         cache = stage_cache()
         source = MapBatches(cache, order_fn(pairs_per_epoch), batch_size, config.seed, pairs, device,
                             rank=runtime.rank(), world=runtime.world_size())
-        later = LaterStages(net, precision, config.frozen_stages)
+        later = LaterStages(net, precision, config.frozen_stage_count)
         val_maps = cache.maps[0, len(train_rows):]
 
         def validate_maps():
             return validation_metrics(predict_maps(later, val_maps, device), data, val_rows, config)
         if runtime.is_distributed():
-            net.set_backbone_trainable(True, config.frozen_stages)  # before DDP collects what to sync
+            net.set_backbone_trainable(True, config.frozen_stage_count)  # before DDP collects what to sync
             return source, validate_maps, runtime.wrap_ddp(later, device)
         return source, validate_maps, later
     source = ImageBatches(images(all_rows, augmented_transform(preprocess, config.augment)),
@@ -125,6 +125,6 @@ def build_phase(phase: str, net, data: TrainData, preprocess, config: TrainConfi
     if runtime.is_distributed():  # DDP averages the gradients across ranks during backward
         # DDP syncs the parameters that require gradients when it is built: unfreeze the backbone first
         # (make_optimizer, called next, sets the same).
-        net.set_backbone_trainable(config.backbone_lr_mult != 0, config.frozen_stages)
+        net.set_backbone_trainable(config.backbone_lr_mult != 0, config.frozen_stage_count)
         return source, validate, runtime.wrap_ddp(NetForward(net, precision), device)
     return source, validate, NetForward(net, precision)

@@ -25,7 +25,7 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
 
 def make_optimizer(net, config: TrainConfig, phase: str) -> torch.optim.AdamW:
     frozen = phase == "frozen" or config.backbone_lr_mult == 0
-    net.set_backbone_trainable(not frozen, config.frozen_stages)  # the first frozen_stages stay as they are
+    net.set_backbone_trainable(not frozen, config.frozen_stage_count)  # the first frozen_stages stay as they are
     lr = config.head_lr_frozen if phase == "frozen" else config.lr
     groups = net.param_groups(lr, config.backbone_lr_mult, weight_decay=config.weight_decay)
     for g in groups:

@@ -14,8 +14,8 @@ training step changes); the pooled features are computed from the float32 maps. 
 What it buys on the demo's city (benchmarks/recipe_validation.json, `cost` and the cached_* variants): a
 fine-tuning epoch costs 2.6x less compute with 5 frozen stages, 4.3x with 6; with 5 the validation Spearman
 stays within 0.01 of the whole net's, with 6 it falls (Spearman with the truth below the labels' at one of two
-seeds), and `boring` loses most in both. So it is an option (`--frozen-stages 5 --augment flip`), not the
-default.
+seeds), and `boring` loses most in both. With 6 epochs instead of 8, 5 frozen stages are the default recipe
+(perceptions/train/config.py): about a third of the whole net's fine-tuning cost.
 
 Batches follow `ImageBatches` exactly: the same vote (or image) order and batch boundaries, each rank its share
 of a global batch under torchrun, and each image's flip drawn from (seed, epoch, position), so a resumed epoch
@@ -45,7 +45,7 @@ MAP_DTYPE = torch.float16
 def stage_cache_used(config: TrainConfig) -> bool:
     """Whether fine-tuning runs on cached early-stage maps: frozen stages, caching on, an augmentation the
     cache can hold (a crop draws a new picture every epoch), and a fine-tuned backbone at all."""
-    return (config.frozen_stages > 0 and config.cache_stages and config.augment in ("flip", "none")
+    return (config.frozen_stage_count > 0 and config.cache_stages and config.augment in ("flip", "none")
             and config.epochs > 0 and config.backbone_lr_mult != 0)
 
 
