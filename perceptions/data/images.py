@@ -16,14 +16,11 @@ from pathlib import Path
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from perceptions.data.jpeg_header import read_jpeg_header
+from perceptions.data.jpeg import decode_jpeg, draft_target, plain_jpeg
 from perceptions.errors import DataError, PerceptionsError
 
 # Above this many pixels an image is refused as a likely decompression bomb (PIL's own hard limit is ~179 MP).
 MAX_PIXELS = 180_000_000
-# Without a target size, big JPEGs are decoded at a reduced scale (down to 1/8) so that no side exceeds this:
-# still far more pixels than any backbone looks at, and a 12,000 x 9,000 photo decodes in a fraction of the time.
-MAX_DECODE_SIDE = 4096
 # Transparent pixels become white: what a viewer shows, so what a person rating the image would have seen.
 BACKGROUND = (255, 255, 255)
 # What open_rgb leaves in the image's `info`: the file it came from and its full upright size before any
@@ -34,9 +31,6 @@ SOURCE, FULL_SIZE, CROPPED = "perceptions.source", "perceptions.full_size", "per
 # on the real images in tests/fixtures/placepulse, the logo's glyphs span rows 274..295 (of 0..299) and the
 # copyright text rows 289..298; 28 rows (272..299) removes the strip and the JPEG block row it starts in.
 PLACEPULSE_LOGO_ROWS = 28
-
-# A JPEG's header (with its EXIF block) is read from this many first bytes; a longer one goes PIL's way.
-HEADER_BYTES = 65536
 
 _INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "box", "hamming", "lanczos")
 
@@ -76,7 +70,7 @@ def _read(path, max_pixels: int, min_side: int | None, as_tensor: bool):
         raise ImageError(path, "is a folder, not an image")
     if info.st_size == 0:
         raise ImageError(path, "empty file (0 bytes)")
-    if as_tensor and (pixels := _plain_jpeg(path, max_pixels, min_side)) is not None:
+    if as_tensor and (pixels := plain_jpeg(path, max_pixels, min_side)) is not None:
         return pixels
     try:
         with warnings.catch_warnings():
@@ -86,11 +80,11 @@ def _read(path, max_pixels: int, min_side: int | None, as_tensor: bool):
                 if width * height > max_pixels:
                     raise ImageError(path, f"{width}x{height} pixels is more than the limit of {max_pixels:,} "
                                            "(refused as a possible decompression bomb)")
-                target = _draft_target(img.size, min_side) if img.format == "JPEG" else None
+                target = draft_target(img.size, min_side) if img.format == "JPEG" else None
                 if as_tensor and img.format == "JPEG" and target is None and img.mode in ("RGB", "L") and \
                         _orientation(img) in (1, None):
                     img.fp.seek(0)
-                    if (pixels := _decode_jpeg(img.fp.read())) is not None:
+                    if (pixels := decode_jpeg(img.fp.read())) is not None:
                         return pixels
                 if target is not None:  # CMYK and gray JPEGs keep their own mode; only the scale is requested
                     img.draft(img.mode if img.mode in ("L", "CMYK") else "RGB", target)
@@ -113,37 +107,6 @@ def _read(path, max_pixels: int, min_side: int | None, as_tensor: bool):
         raise ImageError(path, f"truncated or corrupt image ({e})") from None
 
 
-def _plain_jpeg(path: Path, max_pixels: int, min_side: int | None):
-    """A JPEG that needs nothing but decoding (full scale, upright as stored, gray or colour, within max_pixels),
-    judged from its header bytes alone -> uint8 (3, H, W) tensor; None for any other file or any doubt, and when
-    decoding fails: PIL's route then reads the file and words the error."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(HEADER_BYTES)
-            header = read_jpeg_header(head)
-            if header is None or header.orientation != 1 or header.components not in (1, 3) or \
-                    header.width * header.height > max_pixels or \
-                    _draft_target((header.width, header.height), min_side) is not None:
-                return None
-            return _decode_jpeg(head + f.read())
-    except OSError:
-        return None
-
-
-def _decode_jpeg(data: bytes):
-    """A whole JPEG file's bytes -> RGB uint8 (3, H, W) tensor by torchvision's decoder; None if that fails (PIL
-    then decodes it, and words any error as open_rgb does). Called as its operator: `torchvision.io.decode_jpeg`,
-    deprecated for TorchCodec since torchvision 0.29, warns at every call."""
-    try:
-        import torch
-        from torchvision.io import image  # loads torchvision's image operators
-
-        pixels = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-        return torch.ops.image.decode_jpeg(pixels, image.ImageReadMode.RGB.value, False)
-    except Exception:  # noqa: BLE001 - a broken file, or a torchvision without the operator
-        return None
-
-
 def _orientation(img: Image.Image):
     """The EXIF orientation (1 or None: as stored; -1: the EXIF block cannot be read)."""
     try:
@@ -158,21 +121,6 @@ def _upright(img: Image.Image) -> Image.Image:
         return img if _orientation(img) in (1, None, -1) else ImageOps.exif_transpose(img)
     except Exception:  # noqa: BLE001 - the pixels are fine even when the metadata is not
         return img
-
-
-def _draft_target(size: tuple[int, int], min_side: int | None) -> tuple[int, int] | None:
-    """The size to ask `Image.draft` for, or None when a JPEG of `size` is decoded at full scale."""
-    width, height = size
-    if min_side is None:
-        # The smallest JPEG reduction (1/2, 1/4, 1/8) that brings the longer side within MAX_DECODE_SIDE;
-        # draft picks the strongest reduction that still covers the requested size, so ask for exactly that.
-        factor = 1
-        while max(width, height) > MAX_DECODE_SIDE * factor and factor < 8:
-            factor *= 2
-        return (-(-width // factor), -(-height // factor)) if factor > 1 else None
-    if min(width, height) < 2 * min_side:
-        return None  # no power-of-two reduction is possible
-    return (min_side, min_side)  # both sides at least min_side, whatever the EXIF rotation does afterwards
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

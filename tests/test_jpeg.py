@@ -1,4 +1,4 @@
-"""perceptions/data/jpeg_header.py: a JPEG's size, components and EXIF orientation from its bytes, checked against
+"""perceptions/data/jpeg.py: a JPEG's size, components and EXIF orientation from its bytes, checked against
 what PIL reads from the same files; any doubt must answer None (load_rgb then takes PIL's route)."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from perceptions.data.images import load_rgb, open_rgb
-from perceptions.data.jpeg_header import read_jpeg_header
+from perceptions.data.jpeg import read_jpeg_header
 
 
 def _jpeg(mode="RGB", size=(64, 48), orientation=None, **save) -> bytes:
