@@ -23,7 +23,10 @@ COMMON = {"image_size": 32, "freeze_epochs": 1, "epochs": 1, "loss": "regression
           # A tenth of the learning rate for the backbone (not the recipe's full rate): the ranks' own dropout
           # masks make the 1- and 2-process weights drift apart, and a full-rate backbone on 32 px images
           # turns that drift into val losses 20% apart after two steps, hiding what this test is about.
-          "backbone_lr_mult": 0.1}
+          "backbone_lr_mult": 0.1,
+          # The whole net, as these tolerances were measured with; the default recipe's cached later stages
+          # have their own test below.
+          "frozen_stages": 0, "augment": "crop"}
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +133,49 @@ def test_two_processes_match_one_process_with_the_same_global_batch(two_runs):
     cell = 1 / (6 * len(p1)) + 1e-9
     for key, tolerance in (("mae", 0.02), ("acc_within_1_decile", cell), ("pairwise_acc", 0.04)):
         assert s2["test"]["mean"][key] == pytest.approx(s1["test"]["mean"][key], abs=tolerance), key
+
+
+def test_cached_later_stages_under_torchrun_match_one_process(tiny_city, tmp_path):
+    """The default recipe under torchrun: each rank fills its share of the early-stage cache and every rank gets
+    all of it (gathered), MapBatches gives each rank its share of the global batch and DDP wraps the later
+    stages. The frozen epoch equals one process's to float rounding; the fine-tuning epoch's losses agree
+    within the tolerances above (each rank draws its own dropout masks)."""
+    from perceptions.train.config import TrainConfig
+    from perceptions.train.loop import train
+
+    # Without --monitor: torchrun's own parser takes it for an abbreviation of its --monitor-interval (the
+    # metrics compared here do not depend on which epoch is kept).
+    recipe = {**{k: v for k, v in COMMON.items() if k != "monitor"}, "frozen_stages": 5, "augment": "flip"}
+    config = TrainConfig(data=str(tiny_city), out=str(tmp_path / "two"), **recipe, **PER_RANK)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "perceptions", "train", "--no-progress", "--no-final-test",
+           *[arg for k, v in config.to_dict().items() if k in recipe or k in PER_RANK or k in ("data", "out")
+             for arg in _flag(k, v)]]
+    finished = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                              timeout=300)
+    assert finished.returncode == 0, (finished.stdout + finished.stderr)[-3000:]
+    assert "early stages (5)" in finished.stderr
+    (two,) = list((tmp_path / "two").iterdir())
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        one = train(config.replace(out=str(tmp_path / "one"), final_test=False,
+                                   **{k: 2 * v for k, v in PER_RANK.items()}))
+    finally:
+        torch.set_num_threads(before)
+    m2, m1 = _metrics(two), _metrics(one)
+    frozen = ["train_loss", "val_loss", "val_spearman", "val_within1"]
+    np.testing.assert_allclose(m2.loc[1, frozen].astype(float), m1.loc[1, frozen].astype(float), rtol=1e-5)
+    assert m2.loc[2, "val_loss"] == pytest.approx(m1.loc[2, "val_loss"], rel=0.03)
+    assert m2.loc[2, "train_loss"] == pytest.approx(m1.loc[2, "train_loss"], rel=0.02)
+
+
+def _flag(key: str, value) -> list[str]:
+    """A TrainConfig field as command-line arguments."""
+    name = "--" + key.replace("_", "-")
+    if isinstance(value, bool):
+        return [name if value else "--no-" + key.replace("_", "-")]
+    return [name, str(value)]
 
 
 def test_ranks_share_each_global_batch_disjointly():
