@@ -138,10 +138,10 @@ def growth(small: dict, full: dict) -> dict:
 
 def steps_only(city: Path, steps: int, out: Path) -> None:
     """The finetune stage's body: build the fine-tuning phase for the whole training split, run `steps` steps."""
-    from benchmarks.bench_train_pipeline import PhaseRunner, training_setup
+    from benchmarks.bench_train_pipeline import WHOLE_NET, PhaseRunner, training_setup
 
     t0 = time.perf_counter()
-    setup = training_setup(city, epochs=1, freeze_epochs=0)
+    setup = training_setup(city, epochs=1, freeze_epochs=0, **WHOLE_NET)  # decoded images, as measured
     built = time.perf_counter()
     runner = PhaseRunner(setup, "finetune")
     ready = time.perf_counter()
