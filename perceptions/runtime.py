@@ -16,7 +16,8 @@ How a training run splits over N processes (ranks); with one process every colle
   them; the head steps on cached features are then replicated on every rank over the whole global batch (they
   cost milliseconds, and need no gradient exchange). The fine-tuning phase starts with DDP, which copies
   rank 0's weights to every rank, so the ranks cannot drift apart.
-- Fine-tuning: the whole net in DistributedDataParallel (gradients averaged across ranks during backward).
+- Fine-tuning: the trained part of the net (the whole net, or the stages past --frozen-stages on their cached
+  input) in DistributedDataParallel (gradients averaged across ranks during backward).
 - Validation and test: each rank predicts every N-th image, predictions are gathered in order, and every rank
   computes the same metrics from the full set: each image is evaluated exactly once.
 - Files: rank 0 alone creates the run folder (its path is broadcast), writes checkpoints, metrics, plots,

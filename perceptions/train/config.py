@@ -177,7 +177,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       "the data's. Options not typed then take the defaults of perceptions/train/init_model.py "
       "(INIT_MODEL_DEFAULTS: the head alone, on the votes' ranking loss, a short schedule at a small "
       "learning rate)")
-    a("--epochs", type=int, default=d.epochs, help="fine-tuning epochs (whole net)")
+    a("--epochs", type=int, default=d.epochs, help="fine-tuning epochs (of the backbone past --frozen-stages)")
     a("--freeze-epochs", type=int, default=d.freeze_epochs,
       help="head-only epochs first, on backbone features computed once")
     a("--batch-size", type=int, default=d.batch_size)

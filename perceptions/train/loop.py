@@ -1,7 +1,8 @@
 """The training loop: `train(config) -> run folder`.
 
 Two phases share one step function (step.py): first `freeze_epochs` on cached backbone features (the backbone
-runs once, the head trains in seconds), then `epochs` of fine-tuning the whole net (phases.py). AdamW with
+runs once, the head trains in seconds), then `epochs` of fine-tuning the backbone past its first
+`frozen_stages` stages with the head (phases.py; by default on their cached output, stage_cache.py). AdamW with
 warm-up and cosine decay per step (schedule.py), gradient clipping, one precision context from
 `perceptions.runtime`, a NaN loss stops the run. Each epoch ends with validation, a metrics row, the best
 checkpoint when the monitored validation metric improves, and the last checkpoint (checkpoint.py). Ctrl-C stops

@@ -2,10 +2,11 @@
 
 frozen:   the backbone's features of the training and validation images are computed once (no augmentation);
           the head trains on them for `freeze_epochs` epochs in seconds.
-finetune: the whole net trains on decoded, augmented images (or vote pairs of them) through the one inference
-          path, `NetForward`, wrapped in DDP under torchrun. With `--frozen-stages K` the first K backbone
-          stages stay frozen; when the augmentation allows it their output is cached (stage_cache.py: one pass,
-          shared with the frozen phase's features) and the epochs run the later stages only.
+finetune: the net trains on decoded, augmented images (or vote pairs of them) through the one inference
+          path, `NetForward`, wrapped in DDP under torchrun. With `--frozen-stages K` (the recipe's default:
+          5 on EfficientNet-Lite) the first K backbone stages stay frozen; when the augmentation allows it
+          (flip, the default, or none) their output is cached (stage_cache.py: one pass, shared with the frozen
+          phase's features) and the epochs run the later stages only, on the cached maps.
 """
 from __future__ import annotations
 
