@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 import torch
 
+from perceptions.cli import leave_rank
+
 pytestmark = pytest.mark.slow
 
 # Per-process batch sizes of the 2-process run; the 1-process run uses twice these (the same global batch).
@@ -85,6 +87,7 @@ def _interrupted_rank(rank, world, store, config_dict, stop_epoch, stop_step):
         pass
     finally:
         dist.destroy_process_group()
+    leave_rank(0)
 
 
 def _metrics(run_dir) -> pd.DataFrame:
@@ -232,6 +235,7 @@ def _ddp_gradient_rank(rank, world, store, targets, out):
         dist.barrier()
     finally:
         dist.destroy_process_group()
+    leave_rank(0)  # as `perceptions` does under torchrun: no interpreter teardown, where gloo can abort
 
 
 def test_ddp_gradient_is_that_of_the_global_masked_mean(tmp_path):

@@ -49,9 +49,9 @@ def train(config: TrainConfig, should_stop=None) -> Path:
     owns_group = runtime.init_distributed(config.device)  # under torchrun; a no-op in one process
     try:
         run_dir = _train(config, should_stop)
-        # Every rank leaves together: a rank that destroyed the group while rank 0 was still writing the package
-        # could abort in gloo's teardown ("terminate called without an active exception"). Not after an error,
-        # when the other ranks may never arrive.
+        # Every rank leaves together, after rank 0 has written the package (not after an error, when the other
+        # ranks may never arrive). Gloo can still abort a rank in the interpreter's teardown after all this;
+        # the command line leaves without one under torchrun (perceptions/cli.py, leave_rank).
         runtime.barrier()
         return run_dir
     finally:
