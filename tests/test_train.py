@@ -308,7 +308,7 @@ def test_cli_resume_keeps_the_saved_config_and_applies_typed_options(tmp_path):
     config = config_from_args(parser.parse_args(["--resume", str(tmp_path), "--epochs", "5"]))
     assert (config.backbone, config.image_size, config.data) == ("resnet18", 64, "some/data")
     assert config.epochs == 5 and config.resume == str(tmp_path)
-    # A typed value equal to the default still counts: the saved run had 3 epochs, the default is 8.
+    # A typed value equal to the default still counts: the saved run had 3 epochs, the default is more.
     default_epochs = TrainConfig(data="x").epochs
     config = config_from_args(parser.parse_args(["--resume", str(tmp_path), "--epochs", str(default_epochs)]))
     assert config.epochs == default_epochs
@@ -551,5 +551,9 @@ def test_the_recipe_freezes_stages_only_on_the_backbones_it_was_measured_on(tiny
     assert TrainConfig(data="x", backbone="resnet50").frozen_stage_count == 0
     assert TrainConfig(data="x", backbone="convnext_tiny").frozen_stage_count == 0
     assert TrainConfig(data="x", frozen_stages=0).frozen_stage_count == 0
+    # A run recorded before --frozen-stages existed fine-tuned the whole net, and resumes so.
+    legacy = {k: v for k, v in TrainConfig(data="x").to_dict().items() if k != "frozen_stages"}
+    assert TrainConfig.from_dict(legacy).frozen_stage_count == 0
+    assert TrainConfig.from_dict(TrainConfig(data="x").to_dict()).frozen_stage_count == 5
     run = train(tiny_config(tiny_city, tmp_path, epochs=0, freeze_epochs=1))
     assert json.loads((run / "config.json").read_text())["config"]["frozen_stages"] == 5

@@ -135,6 +135,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         known = {f.name for f in dataclasses.fields(cls)}
+        # A run recorded before --frozen-stages existed fine-tuned every stage: resumed, it must go on so.
+        d = {"frozen_stages": 0, **d}
         return cls(**{k: v for k, v in d.items() if k in known})
 
     def replace(self, **changes) -> "TrainConfig":
